@@ -1,0 +1,3 @@
+from pdedit.cli import main
+
+main()
