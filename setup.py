@@ -33,9 +33,20 @@ setup(
         "pyyaml>=6",
     ],
     extras_require={
-        "dev": ["pytest>=7", "nbclient>=0.9", "nbformat>=5.9", "ipykernel>=6", "matplotlib>=3.7"],
         "train": ["tensorboard>=2.14", "peft>=0.10"],
-        "app": ["gradio>=4.0"],
+        "app": ["gradio>=5.0"],
+        # Everything the test suite exercises: notebooks, training extras, the app and its browser test.
+        "dev": [
+            "pytest>=7",
+            "nbclient>=0.9",
+            "nbformat>=5.9",
+            "ipykernel>=6",
+            "matplotlib>=3.7",
+            "tensorboard>=2.14",
+            "peft>=0.10",
+            "gradio>=5.0",
+            "playwright>=1.40",
+        ],
         "pose": ["mediapipe==0.10.21"],
     },
     entry_points={"console_scripts": ["pdedit=pdedit.cli:main"]},
