@@ -17,7 +17,10 @@ setup(
         "torch>=2.1",
         "torchvision",
         "diffusers>=0.32",
-        "transformers>=4.40",
+        "transformers>=5.0",
+        # diffusers' Wan pipeline cleans prompts with ftfy; T5 tokenizer folders may ship only spiece.model.
+        "ftfy>=6",
+        "sentencepiece>=0.2",
         "accelerate>=0.30",
         "safetensors>=0.4",
         "controlnet-aux>=0.0.9",
