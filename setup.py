@@ -37,7 +37,7 @@ setup(
     ],
     extras_require={
         "train": ["tensorboard>=2.14", "peft>=0.10"],
-        "app": ["gradio>=5.0"],
+        "app": ["gradio>=6.0,<7"],
         # Everything the test suite exercises: notebooks, training extras, the app and its browser test.
         "dev": [
             "pytest>=7",
@@ -47,7 +47,7 @@ setup(
             "matplotlib>=3.7",
             "tensorboard>=2.14",
             "peft>=0.10",
-            "gradio>=5.0",
+            "gradio>=6.0,<7",
             "playwright>=1.40",
         ],
         "pose": ["mediapipe==0.10.21"],
