@@ -33,6 +33,7 @@ setup(
         "numpy>=1.24",
         "pillow>=9",
         "scikit-image>=0.21",
+        "scipy>=1.10",
         "pyyaml>=6",
     ],
     extras_require={
