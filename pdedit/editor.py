@@ -186,7 +186,7 @@ def edit_video(
     tau: float = 1.0,
     strength: float = 1.0,
     steps: int = 25,
-    guidance: float = 7.5,
+    guidance: float | None = None,
     seed: int = 0,
     image_noise: float = 0.0,
     instruction: str | None = None,

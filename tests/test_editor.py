@@ -192,3 +192,13 @@ def test_not_a_model_folder_is_missing_model(work):
         edit_video(work / "clip.mp4", work / "first.png", None, work / "o.mp4", engine="pixeldance",
                    model=work / "absent")
     assert not (work / "o.mp4").exists()
+
+
+def test_pixeldance_refuses_middle_keyframes_instead_of_ignoring_them(work, tiny_model_dir):
+    out = work / "pd.mp4"
+    result = run("edit", work / "clip.mp4", "--first-edit", work / "first.png", "--last-edit", work / "last.png",
+                 "--keyframe", f"3={work / 'first.png'}", "-o", out, "--model", tiny_model_dir,
+                 "--size", "64x48", "--steps", 2)
+    assert result.exit_code == 2, result.output
+    assert "first and a last frame only" in result.stderr and "--engine ltx" in result.stderr
+    assert not out.exists()

@@ -47,8 +47,11 @@ class EditJob:
         prompt, negative_prompt: text instructions (generative engines).
         tau: fraction of the denoising steps that see the last frame (PixelDance §3.2).
         strength: 1.0 starts from pure noise; lower starts from the noised source clip (SDEdit).
-        steps, guidance, seed, image_noise: sampler settings (generative engines).
-        keyframes: extra edited frames by source index (propagate carries them like first/last).
+        steps, seed, image_noise: sampler settings (generative engines).
+        guidance: text guidance scale; None takes the engine's own default (``default_guidance``: 7.5
+            for pixeldance, 5.0 for Wan, 3.0 for LTX).
+        keyframes: extra edited frames by position in the output clip (0..num_frames-1); propagate
+            carries them like first/last, ltx conditions on them, pixeldance and wan refuse them.
         keyframe_tau: per extra keyframe, the tau of its guidance (generative engines that take K keyframes).
     """
 
@@ -63,7 +66,7 @@ class EditJob:
     tau: float = 1.0
     strength: float = 1.0
     steps: int = 25
-    guidance: float = 7.5
+    guidance: float | None = None
     seed: int = 0
     image_noise: float = 0.0
     keyframes: dict[int, np.ndarray] = field(default_factory=dict)

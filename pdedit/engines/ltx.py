@@ -130,7 +130,7 @@ class LTXEngine(OpenModelEngine):
                 num_frames=plan.model_frames,
                 frame_rate=float(job.fps) * (plan.model_frames - 1) / (int(job.num_frames) - 1),
                 num_inference_steps=steps,
-                guidance_scale=float(job.guidance),
+                guidance_scale=float(self.default_guidance if job.guidance is None else job.guidance),
                 image_cond_noise_scale=float(job.image_noise),
                 generator=torch.Generator(device="cpu").manual_seed(int(job.seed)),
                 output_type="np",

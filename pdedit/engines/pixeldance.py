@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from pdedit.engines import EditJob
+from pdedit.errors import Unsupported
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class PixelDanceEngine:
     """Engine ``pixeldance``: a PixelDancePipeline loaded from a local folder when first used."""
 
     name = "pixeldance"
+    default_guidance = 7.5
 
     def __init__(self, model: str | Path, device: str | None = None, dtype=None):
         self.model = Path(model)
@@ -52,6 +54,12 @@ class PixelDanceEngine:
 
         from pdedit.pipeline import to_uint8
 
+        if job.keyframes:
+            # PixelDance conditions on the first and last frame only (c_image has no middle slots).
+            raise Unsupported(
+                f"the pixeldance engine takes a first and a last frame only, not --keyframe "
+                f"{sorted(job.keyframes)}: drop the keyframes, or use --engine ltx or propagate"
+            )
         pipe = self.pipe
         pipe.set_progress_bar_config(disable=not progress)
         source = None
@@ -70,7 +78,7 @@ class PixelDanceEngine:
             height=h,
             width=w,
             num_inference_steps=job.steps,
-            guidance_scale=job.guidance,
+            guidance_scale=self.default_guidance if job.guidance is None else job.guidance,
             tau=job.tau if job.last is not None else 0.0,
             image_noise=job.image_noise,
             source_video=source,

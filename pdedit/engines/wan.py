@@ -163,7 +163,7 @@ class WanEngine(OpenModelEngine):
                 width=w,
                 num_frames=plan.model_frames,
                 num_inference_steps=int(job.steps),
-                guidance_scale=float(job.guidance),
+                guidance_scale=float(self.default_guidance if job.guidance is None else job.guidance),
                 generator=torch.Generator(device="cpu").manual_seed(int(job.seed)),
                 output_type="np",
                 callback_on_step_end=tracker,
