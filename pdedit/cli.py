@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -42,6 +44,681 @@ def cli(ctx: click.Context, debug: bool, verbose: bool) -> None:
 
 
 # ---- commands are registered below, one section per step of the data flow ----
+
+
+# ---- video: sample, info, frames (pdedit.video) ----
+
+
+@cli.command("sample", epilog="\b\nExample:\n  pdedit sample clip.mp4 --seconds 3 --size 512x320")
+@click.argument("output")
+@click.option("--seconds", type=float, default=2.0, show_default=True, help="Clip length in seconds.")
+@click.option("--fps", type=float, default=12.0, show_default=True, help="Frames per second.")
+@click.option("--size", default="320x240", show_default=True, help=SIZE_HELP)
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
+def sample_cmd(output: str, seconds: float, fps: float, size: str, force: bool) -> None:
+    """Write a short real-image clip to OUTPUT (an .mp4) without any input.
+
+    A slow pan and zoom over the astronaut photo that scikit-image ships, so there is always a
+    video to try the other commands on.
+
+    """
+    from pdedit.video import check_output, make_sample, parse_size
+
+    wh = parse_size(size)
+    check_output(output, force=force)
+    click.echo(f"writing {round(seconds * fps)} frames of {wh[0]}x{wh[1]} at {fps:g} fps", err=True)
+    click.echo(str(make_sample(output, seconds=seconds, fps=fps, size=wh, force=force)))
+
+
+@cli.command("info", epilog="\b\nExample:\n  pdedit sample clip.mp4 && pdedit info clip.mp4 --json")
+@click.argument("video")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts).")
+def info_cmd(video: str, as_json: bool) -> None:
+    """Show a video's size, fps, true frame count, duration, codecs and audio.
+
+    """
+    import dataclasses
+    import json
+
+    from pdedit.video import probe
+
+    info = probe(video)
+    fields = {k: str(v) if k == "path" else v for k, v in dataclasses.asdict(info).items()}
+    if as_json:
+        click.echo(json.dumps(fields))
+        return
+    fields["size"] = f"{info.width}x{info.height}"
+    fields["fps"] = f"{info.fps:g}"
+    fields["duration"] = f"{info.duration:.2f} s"
+    fields["audio"] = info.audio_codec or "none"
+    for key in ("path", "size", "fps", "frame_count", "duration", "video_codec", "audio", "decoder"):
+        click.echo(f"{key:12s} {fields[key]}")
+
+
+@cli.command("frames", epilog="\b\nExample:\n  pdedit sample clip.mp4 && "
+             "pdedit frames clip.mp4 --out frames --count 4 --sheet sheet.png")
+@click.argument("video")
+@click.option("--out", "out_dir", required=True,
+              help="Folder for the PNGs (created if missing; its parent must exist).")
+@click.option("--count", type=int, default=None, help="N evenly spaced frames [default: first and last].")
+@click.option("--start", type=float, default=None, help="Window start in seconds [default: 0].")
+@click.option("--end", type=float, default=None, help="Window end in seconds [default: the end].")
+@click.option("--size", default=None, help=SIZE_HELP + " [default: the video's own size]")
+@click.option("--resize", type=click.Choice(["crop", "pad", "fit"]), default="crop", show_default=True,
+              help="How to reach --size: cover and centre-crop, letterbox, or stretch.")
+@click.option("--sheet", default=None, help="Also write a labelled preview sheet (PNG) of the frames here.")
+@click.option("--force", is_flag=True, help="Replace existing PNGs.")
+def frames_cmd(video: str, out_dir: str, count: int | None, start: float | None, end: float | None,
+               size: str | None, resize: str, sheet: str | None, force: bool) -> None:
+    """Export frames of VIDEO as PNGs named frame_<index>.png (source frame index).
+
+    The first and last frame of the window, or --count frames evenly spaced: the starting point
+    of a manual edit.
+
+    """
+    from pathlib import Path
+
+    from pdedit.video import Clip, Window, check_output, parse_size, plan_window, preview_sheet, probe, save_image
+
+    # 1. Check everything before writing anything.
+    info = probe(video)
+    window = plan_window(info, start, end, num_frames=count or 2)
+    wh = parse_size(size) if size else (info.width, info.height)
+    out = Path(out_dir)
+    indices = tuple(sorted(set(window.indices)))
+    targets = [out / f"frame_{i:05d}.png" for i in indices]
+    if out.is_dir():
+        for target in targets:
+            check_output(target, inputs=[video], force=force)
+    else:
+        check_output(out, inputs=[video])
+    if sheet:
+        check_output(sheet, inputs=[video], force=force)
+    # 2. Decode and write.
+    click.echo(f"decoding {len(indices)} frames of {info.path.name} ({info.decoder})", err=True)
+    clip = Clip(info, Window(window.start, window.end, indices, window.fps), wh, resize)
+    out.mkdir(exist_ok=True)
+    frames = []
+    for target, frame in zip(targets, clip):
+        click.echo(str(save_image(target, frame)))
+        if sheet:
+            frames.append(frame)
+    if sheet:
+        click.echo(str(preview_sheet(frames, sheet, labels=[f"#{i}" for i in indices])))
+
+
+# ---- app: the local web app (pdedit.app, optional extra `app`) ----
+
+
+@cli.command("app", epilog="\b\nExample:\n  pip install 'pdedit[app]' && pdedit app --port 7860\n"
+                           "  then open http://127.0.0.1:7860 in a browser")
+@click.option("--model", default=None, help="PixelDance model folder for the pixeldance engine and the Generate "
+                                            "tab [default: none; edits use the weight-free propagate engine].")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; 0.0.0.0 lets other machines on the network use the app.")
+@click.option("--port", type=click.IntRange(1, 65535), default=7860, show_default=True, help="Port to listen on.")
+@click.option("--max-upload-mb", type=click.IntRange(1), default=500, show_default=True,
+              help="Largest upload accepted, in MB.")
+def app_cmd(model: str | None, host: str, port: int, max_upload_mb: int) -> None:
+    """Start the local web app: edit videos in a browser (upload, paint on keyframes, watch the result).
+
+    Uploads and outputs live in a temporary folder that is removed when the app stops (Ctrl-C).
+    Jobs run one at a time; later ones wait in a queue that shows their position.
+    """
+    from pdedit.errors import Unsupported
+
+    try:
+        import gradio  # noqa: F401  (only to check that the extra is installed)
+    except ImportError:
+        raise Unsupported("the web app needs gradio, which is not installed: pip install 'pdedit[app]'") from None
+    from pdedit.app import serve
+
+    click.echo(f"pdedit app on http://{host}:{port} (Ctrl-C stops it and removes its uploads)", err=True)
+    serve(model=model, host=host, port=port, max_upload_mb=max_upload_mb)
+
+
+# ---- instructions: autoedit, annotate, gallery (pdedit.instructions) ----
+
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
+
+
+def _check_image_output(output: str, inputs: tuple, force: bool) -> None:
+    """BadInput unless OUTPUT is a PNG/JPEG path that may be written."""
+    from pathlib import Path
+
+    from pdedit.errors import BadInput
+    from pdedit.video import check_output
+
+    if Path(output).suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise BadInput(f"output {output} must end in .png or .jpg")
+    check_output(output, inputs=inputs, force=force)
+
+
+@cli.command("autoedit", epilog="\b\nExamples:\n"
+             "  pdedit autoedit photo.png 'instruct:make it winter' --edit-model ip2p/ -o winter.png\n"
+             "  pdedit autoedit photo.png auto:sepia -o sepia.png\n"
+             "  pdedit autoedit photo.png auto:hue:degrees=40 -o hue.png")
+@click.argument("image")
+@click.argument("spec")
+@click.option("-o", "--output", required=True, help="Edited image (.png or .jpg).")
+@click.option("--edit-model", default=None,
+              help="Local diffusers folder for instruct: (InstructPix2Pix) or img2img: (Stable Diffusion).")
+@click.option("--steps", type=click.IntRange(1), default=20, show_default=True, help="Steps of learned edits.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of learned edits.")
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
+def autoedit_cmd(image: str, spec: str, output: str, edit_model: str | None, steps: int, seed: int,
+                 force: bool) -> None:
+    """Edit IMAGE with SPEC: auto:<name>[:key=value,...], instruct:<text> or img2img:<text>.
+
+    Built-in edits (no weights): cartoon, stylize, pencil, sepia, night, hue, posterize,
+    whitebalance, contrast, colortransfer (ref=PATH). `pdedit gallery` shows them all.
+    """
+    from pdedit.instructions import apply_edit, parse_edit_spec
+    from pdedit.video import load_image, save_image
+
+    # 1. Check everything before the work.
+    parsed = parse_edit_spec(spec)
+    _check_image_output(output, (image,), force)
+    frame = load_image(image)
+    # 2. Edit and write.
+    edited = apply_edit(frame, parsed, edit_model=edit_model, steps=steps, seed=seed, progress=True)
+    click.echo(str(save_image(output, edited)))
+
+
+@cli.command("annotate", epilog="\b\nExamples:\n"
+             "  pdedit annotate photo.png --kind pose --annotator-dir annotators/ -o pose.png\n"
+             "  pdedit annotate photo.png --kind boxes --boxes boxes.json -o boxes.png\n"
+             "  pdedit annotate clip.mp4 --kind boxes --method motion -o moving.png\n"
+             "  pdedit annotate photo.png --kind sketch -o sketch.png")
+@click.argument("image")
+@click.option("--kind", type=click.Choice(["sketch", "pose", "boxes", "depth"]), required=True,
+              help="Instruction kind to make.")
+@click.option("--method", default=None, help="sketch: xdog (default), canny, hed, pidinet, lineart; pose: openpose "
+                                             "(default), openpose_full, mediapipe; boxes: json, motion, faces; "
+                                             "depth: midas.")
+@click.option("--boxes", "boxes_file", default=None,
+              help="JSON list of boxes {label, x0, y0, x1, y1, color?} in pixels of IMAGE.")
+@click.option("--annotator-dir", default=None,
+              help="Folder with controlnet-aux weight files (hed, pidinet, lineart, openpose, midas).")
+@click.option("--frames", type=click.IntRange(3), default=16, show_default=True,
+              help="When IMAGE is a video: frames sampled for --method motion (its last frame is annotated).")
+@click.option("-o", "--output", required=True, help="Instruction image (.png or .jpg).")
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
+def annotate_cmd(image: str, kind: str, method: str | None, boxes_file: str | None, annotator_dir: str | None,
+                 frames: int, output: str, force: bool) -> None:
+    """Turn IMAGE (or the last frame of a video) into a sketch, pose, boxes or depth instruction.
+
+    Sketches are black lines on white; poses, boxes and depth maps are drawn on black, as
+    PixelDance's last-frame instructions. Weight-free: sketch xdog/canny, boxes json/motion/faces.
+    """
+    from pathlib import Path
+
+    from pdedit.instructions import convert
+    from pdedit.video import load_image, open_clip, save_image
+
+    # 1. Check everything before the work.
+    _check_image_output(output, (image,), force)
+    video_frames = None
+    if Path(image).suffix.lower() in VIDEO_SUFFIXES:
+        video_frames = open_clip(image, num_frames=frames).frames()
+        frame = video_frames[-1]
+    else:
+        frame = load_image(image)
+    # 2. Convert and write.
+    out = convert(frame, kind, method=method, annotator_dir=annotator_dir, boxes=boxes_file,
+                  video_frames=video_frames)
+    click.echo(str(save_image(output, out)))
+
+
+@cli.command("gallery", epilog="\b\nExample:\n  pdedit gallery photo.png -o gallery.png")
+@click.argument("image")
+@click.option("-o", "--output", required=True, help="Sheet (.png).")
+@click.option("--ref", default=None, help="Reference image for the colortransfer tile [default: no such tile].")
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
+def gallery_cmd(image: str, output: str, ref: str | None, force: bool) -> None:
+    """One labelled sheet of IMAGE under every weight-free edit and converter, to pick one by eye.
+
+    Each tile is labelled with the spec or the annotate options that make it.
+    """
+    import cv2
+
+    from pdedit.instructions import EDITS, WEIGHT_FREE_CONVERSIONS, apply_edit, convert
+    from pdedit.video import load_image, preview_sheet
+
+    # 1. Check everything before the work.
+    _check_image_output(output, (image, ref), force)
+    frame = load_image(image)
+    if ref is not None:
+        load_image(ref)
+    scale = 512 / max(frame.shape[:2])
+    if scale < 1:  # tiles are thumbnails: edit at most 512 px wide, and fast
+        frame = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    # 2. Every edit, then every converter.
+    tiles, labels = [frame], ["original"]
+    for name in EDITS:
+        if name == "colortransfer" and ref is None:
+            continue
+        spec = f"auto:{name}:ref={ref}" if name == "colortransfer" else f"auto:{name}"
+        tiles.append(apply_edit(frame, spec))
+        labels.append(f"auto:{name}")
+    for kind, method in WEIGHT_FREE_CONVERSIONS:
+        tiles.append(convert(frame, kind, method=method))
+        labels.append(f"{kind}:{method}")
+    columns = 4
+    click.echo(str(preview_sheet(tiles, output, columns=columns, labels=labels, max_frames=len(tiles))))
+
+
+def _index_pairs(values: tuple[str, ...], option: str, convert: Callable[[str], Any]) -> dict[int, Any]:
+    """Parse repeated ``IDX=VALUE`` options into {IDX: convert(VALUE)}; BadInput naming the bad one."""
+    from pdedit.errors import BadInput
+
+    pairs: dict[int, Any] = {}
+    for text in values:
+        index, sep, value = text.partition("=")
+        try:
+            if not sep or not value:
+                raise ValueError(text)
+            pairs[int(index)] = convert(value)
+        except ValueError:
+            raise BadInput(f"{option} {text!r}: expected IDX=VALUE, e.g. {option} 12="
+                           f"{'key12.png' if convert is str else '0.5'}") from None
+    return pairs
+
+
+@cli.command("edit", epilog="\b\nExamples:\n  pdedit sample clip.mp4\n"
+             "  pdedit edit clip.mp4 --first-edit auto:sepia --last-edit auto:sepia -o edited.mp4 --preview sheet.png\n"
+             "  pdedit frames clip.mp4 --out keys   # edit keys/*.png in any painter, then:\n"
+             "  pdedit edit clip.mp4 --first-edit first.png --last-edit last.png -o edited.mp4")
+@click.argument("video")
+@click.option("--first-edit", required=True,
+              help="Edited first frame: an image (PNG/JPEG) or an edit spec such as auto:sepia.")
+@click.option("--last-edit", default=None, help="Edited last frame (same forms) [default: none, basic mode].")
+@click.option("-o", "--output", required=True, help="Output video (.mp4).")
+@click.option("--engine", default="auto", show_default=True,
+              help="auto | propagate | pixeldance | wan | ltx (auto: the --model folder's kind, else propagate).")
+@click.option("--model", default=None, help="Model folder for a generative engine (e.g. from `pdedit model init`, "
+              "or a downloaded Wan2.1 FLF2V / LTX-Video diffusers folder).")
+@click.option("--start", type=float, default=None, help="Window start in seconds [default: 0].")
+@click.option("--end", type=float, default=None, help="Window end in seconds [default: the end].")
+@click.option("--frames", type=int, default=None,
+              help="Frames to make, evenly over the window [default: propagate every frame; a model its clip length].")
+@click.option("--fps", type=float, default=None, help="Sample the window at this frame rate instead.")
+@click.option("--size", default=None,
+              help=SIZE_HELP + " [default: propagate the video's own size; a model 512 on the long side]")
+@click.option("--resize", type=click.Choice(["crop", "pad", "fit"]), default="crop", show_default=True,
+              help="How frames and edit images reach --size: cover and centre-crop, letterbox, or stretch.")
+@click.option("--prompt", default="", help="Text instruction (generative engines).")
+@click.option("--negative-prompt", default="", help="Text to steer away from (generative engines).")
+@click.option("--tau", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+              help="Fraction of the denoising steps that see the last frame (PixelDance).")
+@click.option("--strength", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
+              help="1 = generate from noise; lower starts from the noised source clip and keeps its motion.")
+@click.option("--steps", type=click.IntRange(1), default=25, show_default=True, help="Denoising steps.")
+@click.option("--guidance", type=click.FloatRange(0), default=None,
+              help="Classifier-free guidance scale [default: the engine's own: 7.5 pixeldance, 5 wan, 3 ltx].")
+@click.option("--image-noise", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="Noise level on the image instructions (PixelDance c_image perturbation).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--instruction", type=click.Choice(["image", "sketch", "pose", "boxes", "depth"]), default="image",
+              show_default=True, help="Turn the last edit into this kind of instruction (for tuned models).")
+@click.option("--edit-model", default=None, help="Local model folder for instruct:/img2img: edit specs.")
+@click.option("--crf", type=click.IntRange(0, 51), default=18, show_default=True,
+              help="x264 quality of the output (lower is better and larger).")
+@click.option("--no-audio", is_flag=True, help="Do not carry the source audio.")
+@click.option("--preview", default=None, help="Also write a PNG sheet of output frames here.")
+@click.option("--force", is_flag=True, help="Replace OUTPUT (and the preview) if they exist.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object (for scripts).")
+@click.option("--keyframe", "keyframes", multiple=True, metavar="IDX=IMG",
+              help="A further edited frame at position IDX of the output clip (image or edit spec); repeatable "
+                   "(ltx and propagate engines).")
+@click.option("--keyframe-tau", "keyframe_taus", multiple=True, metavar="IDX=TAU",
+              help="Fraction of the steps that see keyframe IDX (the last frame's position too) [default: --tau]; "
+                   "repeatable (ltx, wan).")
+@click.option("--offload", type=click.Choice(["auto", "none", "model", "sequential"]), default=None,
+              help="GPU memory saving of the wan/ltx engines: model = enable_model_cpu_offload, sequential = "
+                   "per layer; auto = the fastest that fits the VRAM estimate [default: auto].")
+def edit_cmd(video: str, first_edit: str, last_edit: str | None, output: str, engine: str, model: str | None,
+             start: float | None, end: float | None, frames: int | None, fps: float | None, size: str | None,
+             resize: str, prompt: str, negative_prompt: str, tau: float, strength: float, steps: int,
+             guidance: float, image_noise: float, seed: int, instruction: str, edit_model: str | None, crf: int,
+             no_audio: bool, preview: str | None, force: bool, as_json: bool, keyframes: tuple[str, ...],
+             keyframe_taus: tuple[str, ...], offload: str | None) -> None:
+    """Edit VIDEO from its edited first (and last) frame.
+
+    With no --model the weight-free propagate engine carries the edits along the video's own
+    motion; with a PixelDance model the clip is regenerated from the edited keyframes
+    (zero-shot editing, arXiv 2311.10982). Edit images are edited frames of VIDEO (see
+    `pdedit frames`); an aspect ratio off by more than 2% is an error.
+    """
+    import json
+
+    from pdedit.editor import edit_video
+    from pdedit.video import parse_size
+
+    result = edit_video(
+        video, first_edit, last_edit, output, engine=engine, model=model, start=start, end=end, frames=frames,
+        fps=fps, size=parse_size(size) if size else None, resize=resize, prompt=prompt,
+        negative_prompt=negative_prompt, tau=tau, strength=strength, steps=steps, guidance=guidance, seed=seed,
+        image_noise=image_noise, instruction=instruction, edit_model=edit_model, audio=not no_audio, crf=crf,
+        preview=preview, force=force, progress=sys.stderr.isatty(),
+        keyframes=_index_pairs(keyframes, "--keyframe", str),
+        keyframe_tau=_index_pairs(keyframe_taus, "--keyframe-tau", float), offload=offload,
+        report=lambda line: click.echo(line, err=True),
+    )
+    if as_json:
+        click.echo(json.dumps(result.to_dict()))
+        return
+    t = result.timings
+    click.echo(f"{result.engine}: {result.frames} frames, {result.size[0]}x{result.size[1]} at {result.fps:g} fps "
+               f"({result.seconds:.2f} s{', with audio' if result.audio else ''}) in {t['total']:.1f} s", err=True)
+    click.echo(str(result.output))
+    if result.preview:
+        click.echo(str(result.preview))
+
+
+# ---- PixelDance models and generation (pdedit.models, pdedit.pipeline, pdedit.story) ----
+
+SCHEDULER_NAMES = ["ddim", "dpm++", "euler", "unipc"]  # pdedit.pipeline.SCHEDULERS, without importing torch
+
+
+def _save_model_folder(pipe, output: str, force: bool) -> None:
+    """save_pretrained into a temporary folder beside OUTPUT, then rename it into place."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from pdedit.errors import BadInput
+
+    out = Path(output)
+    if out.exists() and not force:
+        raise BadInput(f"{out} already exists: pass --force to replace it, or choose another folder")
+    if not out.parent.resolve().is_dir():
+        raise BadInput(f"cannot write {out}: folder {out.parent} does not exist; create it first")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        pipe.save_pretrained(str(tmp), safe_serialization=True)
+        if out.exists():
+            old = tmp.with_name(tmp.name + ".old")
+            out.rename(old)
+            tmp.rename(out)
+            if old.is_dir():
+                shutil.rmtree(old)
+            else:
+                old.unlink()
+        else:
+            tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+@cli.group("model")
+def model_group() -> None:
+    """Make and inspect PixelDance model folders (diffusers format, safetensors)."""
+
+
+@model_group.command("init", epilog="\b\nExamples:\n  pdedit model init --tiny tiny-model\n"
+                     "  pdedit model init --from-t2v ./text-to-video-ms-1.7b pixeldance-init")
+@click.argument("output")
+@click.option("--tiny", is_flag=True, help="A tiny random model (seconds to build; for tests and trying things).")
+@click.option("--from-t2v", "source", default=None, metavar="SRC",
+              help="A diffusers text-to-video folder or hub id: conv_in widened to [z_t, c_image], new weights zero.")
+@click.option("--frames", type=click.IntRange(2), default=None, help="Default frames of the model [tiny: 8, t2v: 16].")
+@click.option("--fps", type=click.IntRange(1), default=8, show_default=True, help="Default fps of the model.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the tiny model's random weights.")
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
+def model_init_cmd(output: str, tiny: bool, source: str | None, frames: int | None, fps: int, seed: int,
+                   force: bool) -> None:
+    """Write a new PixelDance model folder to OUTPUT.
+
+    No PixelDance weights are public: --tiny gives random weights that run anywhere; --from-t2v
+    starts from a text-to-video model (e.g. ModelScope) that behaves as before until fine-tuned with
+    `python -m finetune`.
+    """
+    from pathlib import Path
+
+    from pdedit.errors import BadInput
+
+    if tiny == (source is not None):
+        raise BadInput("give exactly one of --tiny or --from-t2v SRC (e.g. `pdedit model init --tiny tiny-model`)")
+    if Path(output).exists() and not force:
+        raise BadInput(f"{output} already exists: pass --force to replace it, or choose another folder")
+    from pdedit.models import build_tiny_pipeline, convert_t2v_pipeline
+
+    if tiny:
+        pipe = build_tiny_pipeline(seed=seed)
+        if frames:
+            pipe.register_to_config(num_frames=frames)
+    else:
+        click.echo(f"converting {source}", err=True)
+        pipe = convert_t2v_pipeline(source, num_frames=frames or 16, fps=fps)
+    pipe.register_to_config(fps=fps)
+    _save_model_folder(pipe, output, force)
+    click.echo(output)
+
+
+@model_group.command("info", epilog="\b\nExample:\n  pdedit model init --tiny tiny-model && pdedit model info tiny-model")
+@click.argument("model_dir")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts).")
+def model_info_cmd(model_dir: str, as_json: bool) -> None:
+    """Show a model folder's components, parameter counts, default frames and size."""
+    import json
+
+    from pdedit.pipeline import load_pipeline
+
+    pipe = load_pipeline(model_dir)
+    components = {}
+    for name, module in pipe.components.items():
+        params = sum(p.numel() for p in module.parameters()) if hasattr(module, "parameters") else None
+        components[name] = {"class": type(module).__name__, "parameters": params}
+    w, h = pipe.default_size
+    info = {
+        "path": str(model_dir),
+        "components": components,
+        "frames": pipe.config.num_frames,
+        "fps": pipe.config.fps,
+        "size": f"{w}x{h}",
+        "latent_channels": pipe.unet.config.out_channels,
+        "unet_in_channels": pipe.unet.config.in_channels,
+        "vae_scale_factor": pipe.vae_scale_factor,
+    }
+    if as_json:
+        click.echo(json.dumps(info))
+        return
+    click.echo(f"{model_dir}: PixelDance, {info['frames']} frames of {info['size']} at {info['fps']} fps, "
+               f"latents {info['latent_channels']} ch (UNet in {info['unet_in_channels']} = [z_t, c_image])")
+    for name, c in components.items():
+        count = f"{c['parameters']:,} parameters" if c["parameters"] is not None else ""
+        click.echo(f"  {name:<13} {c['class']:<28} {count}")
+
+
+def _sampling_options(func):
+    """The sampler options shared by `generate` and `story` (same names, same meaning)."""
+    options = [
+        click.option("--model", required=True, help="PixelDance model folder (make one: `pdedit model init`)."),
+        click.option("--negative-prompt", default=None, help="Text for the unconditional branch [default: empty]."),
+        click.option("--tau", type=click.FloatRange(0, 1), default=None,
+                     help="Fraction of the steps that see the last frame [default: 1.0]."),
+        click.option("--steps", type=click.IntRange(1), default=None, help="Denoising steps [default: 25]."),
+        click.option("--guidance", type=click.FloatRange(0), default=None,
+                     help="Text guidance scale; <= 1 disables guidance [default: 7.5]."),
+        click.option("--frames", type=click.IntRange(2), default=None, help="Frames per clip [default: the model's]."),
+        click.option("--fps", type=click.FloatRange(0, min_open=True), default=None,
+                     help="Frames per second of the video [default: the model's]."),
+        click.option("--size", default=None, help=SIZE_HELP + " [default: the model's size]"),
+        click.option("--seed", type=int, default=None, help="Random seed [default: 0]."),
+        click.option("--scheduler", type=click.Choice(SCHEDULER_NAMES), default=None,
+                     help="Sampler [default: the model's, DDIM]."),
+        click.option("--image-noise", type=click.FloatRange(0), default=None,
+                     help="Noise added to the image instructions [default: 0]."),
+        click.option("--preview", default=None, help="Also write a labelled preview sheet (PNG) of the frames here."),
+        click.option("--force", is_flag=True, help="Replace OUTPUT (and the preview) if they exist."),
+        click.option("-o", "--output", required=True, help="Output video (.mp4)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _or(value, default):
+    """``value`` unless it is None."""
+    return default if value is None else value
+
+
+@cli.command("generate", epilog="\b\nExamples:\n  pdedit model init --tiny tiny-model\n"
+             "  pdedit sample clip.mp4 && pdedit frames clip.mp4 --out keys\n"
+             "  pdedit generate --model tiny-model --prompt 'a slow pan' --first keys/frame_00000.png -o out.mp4\n"
+             "  pdedit generate --model tiny-model --prompt 'a slow pan' --first a.png --last b.png --tau 0.5 -o magic.mp4\n"
+             "  pdedit generate --model ./Wan2.1-FLF2V-14B-720P-diffusers --prompt 'a slow pan' --first a.png "
+             "--last b.png --tau 0.6 --size 1280x720 -o wan.mp4")
+@click.option("--prompt", required=True, help="Text instruction.")
+@click.option("--first", "first_path", required=True, help="First-frame instruction (image); cropped to --size.")
+@click.option("--last", "last_path", default=None, help="Last-frame instruction (image): magic mode [default: none].")
+@click.option("--engine", default="auto", show_default=True,
+              help="auto | pixeldance | wan | ltx (auto: the --model folder's kind, from its model_index.json).")
+@click.option("--offload", type=click.Choice(["auto", "none", "model", "sequential"]), default=None,
+              help="GPU memory saving of the wan/ltx engines [default: auto, the fastest that fits].")
+@_sampling_options
+def generate_cmd(prompt: str, first_path: str, last_path: str | None, engine: str, offload: str | None, model: str,
+                 negative_prompt: str | None, tau: float | None, steps: int | None, guidance: float | None,
+                 frames: int | None, fps: float | None, size: str | None, seed: int | None, scheduler: str | None,
+                 image_noise: float | None, preview: str | None, force: bool, output: str) -> None:
+    """Generate a clip from a prompt and a first frame (basic mode), optionally a last frame (magic mode)."""
+    from pdedit.video import check_output, load_image, parse_size, preview_sheet, resize_frame, write_video
+
+    inputs = [p for p in (first_path, last_path) if p]
+    wh = parse_size(size) if size else None
+    check_output(output, inputs=inputs, force=force)
+    if preview:
+        check_output(preview, inputs=[*inputs, output], force=force)
+    first = load_image(first_path)
+    last = load_image(last_path) if last_path else None
+
+    from pdedit.engines import ENGINES, EditJob, choose_engine
+    from pdedit.errors import BadInput
+
+    name, _ = choose_engine(engine, model)
+    if name in ("wan", "ltx"):
+        # The open first/last-frame models, with the same tau schedule (pdedit.engines.wan / .ltx).
+        if scheduler:
+            raise BadInput(f"--scheduler {scheduler} applies to PixelDance models; the {name} engine uses its own")
+        from pdedit.video import default_size
+
+        runner = ENGINES[name](model, **({"offload": offload} if offload else {}))
+        wh = wh or default_size(first.shape[1], first.shape[0])
+        job = EditJob(
+            source=None, first=resize_frame(first, wh, "crop"),
+            last=resize_frame(last, wh, "crop") if last is not None else None,
+            num_frames=_or(frames, runner.default_frames), fps=_or(fps, runner.default_fps), size=wh,
+            prompt=prompt, negative_prompt=negative_prompt or "", tau=_or(tau, 1.0), steps=_or(steps, 25),
+            guidance=_or(guidance, runner.default_guidance), seed=_or(seed, 0), image_noise=_or(image_noise, 0.0),
+        )
+        video = list(runner.render(job, progress=sys.stderr.isatty()))
+        write_video(output, video, job.fps, force=force, inputs=inputs)
+        if preview:
+            preview_sheet(video, preview)
+        click.echo(output)
+        return
+    if name != "pixeldance" or offload:
+        raise BadInput(f"pdedit generate runs pixeldance, wan or ltx models (--offload: wan, ltx only); "
+                       f"{model} is for the {name} engine")
+
+    import torch
+
+    from pdedit.pipeline import load_pipeline, to_uint8
+
+    pipe = load_pipeline(model)
+    if scheduler:
+        pipe.set_scheduler(scheduler)
+    wh = wh or pipe.default_size
+    result = pipe(
+        prompt=prompt,
+        first_frame=resize_frame(first, wh, "crop"),
+        last_frame=resize_frame(last, wh, "crop") if last is not None else None,
+        negative_prompt=negative_prompt,
+        num_frames=frames,
+        width=wh[0],
+        height=wh[1],
+        num_inference_steps=_or(steps, 25),
+        guidance_scale=_or(guidance, 7.5),
+        tau=_or(tau, 1.0),
+        image_noise=_or(image_noise, 0.0),
+        generator=torch.Generator().manual_seed(_or(seed, 0)),
+        output_type="np",
+    )
+    video = to_uint8(result.frames)
+    write_video(output, video, _or(fps, pipe.config.fps), force=force, inputs=inputs)
+    if preview:
+        preview_sheet(video, preview)
+    click.echo(output)
+
+
+@cli.command("story", epilog="\b\nExample (story.yaml beside start.png):\n"
+             "  first: start.png\n  shots:\n    - prompt: a boat drifts left\n      last: left.png\n"
+             "    - prompt: the boat sinks\n\n"
+             "  pdedit story story.yaml --model tiny-model -o story.mp4")
+@click.argument("storyboard")
+@click.option("--first", "first_path", default=None,
+              help="First-frame instruction of shot 1 [default: the storyboard's 'first'].")
+@_sampling_options
+def story_cmd(storyboard: str, first_path: str | None, model: str, negative_prompt: str | None, tau: float | None,
+              steps: int | None, guidance: float | None, frames: int | None, fps: float | None, size: str | None,
+              seed: int | None, scheduler: str | None, image_noise: float | None, preview: str | None,
+              force: bool, output: str) -> None:
+    """Generate a long video from a storyboard YAML: shots chained by their last frames.
+
+    The last generated frame of each shot is the first-frame instruction of the next. Options given
+    here override the storyboard's settings (size, frames, fps, steps, guidance, tau, image_noise,
+    seed, negative_prompt); a shot's own frames / tau / seed override both.
+    """
+    from pathlib import Path
+
+    from pdedit.errors import BadInput
+    from pdedit.story import generate_long, load_storyboard, with_first
+    from pdedit.video import check_output, load_image, parse_size, preview_sheet, write_video
+
+    board = load_storyboard(storyboard)
+    if first_path:
+        board = with_first(board, load_image(first_path), Path(first_path))
+    if board.first is None:
+        raise BadInput(f"storyboard {storyboard} has no 'first' image: add `first: image.png` or pass --first")
+    inputs = [storyboard, *board.inputs]
+    check_output(output, inputs=inputs, force=force)
+    if preview:
+        check_output(preview, inputs=[*inputs, output], force=force)
+    s = board.settings
+    wh = parse_size(size) if size else s.get("size")
+
+    from pdedit.pipeline import load_pipeline
+
+    pipe = load_pipeline(model)
+    if scheduler:
+        pipe.set_scheduler(scheduler)
+    frames_iter = generate_long(
+        pipe,
+        board.shots,
+        board.first,
+        num_frames=_or(frames, s.get("frames")),
+        size=wh,
+        steps=_or(steps, s.get("steps", 25)),
+        guidance=_or(guidance, s.get("guidance", 7.5)),
+        tau=_or(tau, s.get("tau", 1.0)),
+        image_noise=_or(image_noise, s.get("image_noise", 0.0)),
+        negative_prompt=_or(negative_prompt, s.get("negative_prompt", "")),
+        seed=_or(seed, s.get("seed", 0)),
+    )
+    video = []
+
+    def keep(frames_in):
+        for frame in frames_in:
+            video.append(frame)
+            yield frame
+
+    write_video(output, keep(frames_iter) if preview else frames_iter, _or(fps, s.get("fps", pipe.config.fps)),
+                force=force, inputs=inputs)
+    if preview:
+        preview_sheet(video, preview)
+    click.echo(output)
 
 
 def main() -> None:

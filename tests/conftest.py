@@ -33,3 +33,36 @@ def real_video(videos_dir):
         return path
 
     return get
+
+
+@pytest.fixture(scope="session")
+def sample_clip(tmp_path_factory) -> Path:
+    """A short real-image clip made by pdedit.video.make_sample: 12 frames, 64x48, 6 fps, no audio."""
+    from pdedit.video import make_sample
+
+    return make_sample(tmp_path_factory.mktemp("sample") / "sample.mp4", seconds=2.0, fps=6, size=(64, 48))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random PixelDance model folder (seeded), built once per session with build_tiny_pipeline."""
+    from pdedit.models import build_tiny_pipeline
+
+    folder = tmp_path_factory.mktemp("models") / "tiny"
+    build_tiny_pipeline(folder, seed=0)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def single_thread_torch():
+    """Run a test module's torch ops on one thread, restoring the count after.
+
+    On this shared 2-core machine, torch's default of 2 threads spins against the neighbours' work:
+    a tiny-model sampling run measured 9.4 s with 2 threads under load and 0.2 s with 1.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -30,6 +30,7 @@ __all__ = [
     "EDITS",
     "CONVERTERS",
     "WEIGHT_FREE_CONVERSIONS",
+    "gallery",
 ]
 
 
@@ -110,3 +111,28 @@ def convert(frame: np.ndarray, kind: str, *, method: str | None = None, annotato
     out = CONVERTERS[kind](frame, method=method, annotator_dir=annotator_dir, boxes=boxes,
                            video_frames=video_frames)
     return np.ascontiguousarray(out, dtype=np.uint8)
+
+
+def gallery(frame: np.ndarray, ref: str | Path | None = None) -> tuple[list[np.ndarray], list[str]]:
+    """Every weight-free edit and converter applied to one frame, to pick one by eye.
+
+    Args:
+        frame: uint8 RGB (H, W, 3).
+        ref: reference image for the ``colortransfer`` edit; None leaves that tile out.
+
+    Returns:
+        (tiles, labels): the frame itself first ("original"), then one tile per ``auto:`` edit and per
+        weight-free (kind, method) conversion, each labelled with the spec or ``kind:method`` that makes it.
+    """
+    frame = _check_frame(frame)
+    tiles, labels = [frame], ["original"]
+    for name in EDITS:
+        if name == "colortransfer" and ref is None:
+            continue
+        spec = f"auto:{name}:ref={ref}" if name == "colortransfer" else f"auto:{name}"
+        tiles.append(apply_edit(frame, spec))
+        labels.append(f"auto:{name}")
+    for kind, method in WEIGHT_FREE_CONVERSIONS:
+        tiles.append(convert(frame, kind, method=method))
+        labels.append(f"{kind}:{method}")
+    return tiles, labels
