@@ -37,7 +37,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402  (after the environment above)
 import PIL.Image  # noqa: E402
 
-from pdedit.instructions import EDITS, CONVERTERS, WEIGHT_FREE_CONVERSIONS, apply_edit, convert  # noqa: E402
+from pdedit.instructions import EDITS, CONVERTERS, apply_edit, gallery  # noqa: E402
 
 __all__ = ["build_app", "launch_app", "serve", "DEFAULT_MAX_UPLOAD_MB"]
 
@@ -290,15 +290,8 @@ class _Session:
         h, w = frame.shape[:2]
         if max(w, h) > GALLERY_SIDE:
             frame = pv.resize_frame(frame, pv.default_size(w, h, GALLERY_SIDE))
-        items = [(frame, "original")]
-        for name in EDITS:
-            try:
-                items.append((apply_edit(frame, f"auto:{name}"), f"auto:{name}"))
-            except PdeditError as err:  # an edit that needs an argument (a reference image): say so in the log only
-                logger.info("gallery skips auto:%s: %s", name, err)
-        for kind, method in WEIGHT_FREE_CONVERSIONS:
-            items.append((convert(frame, kind, method=method), f"{kind} ({method})"))
-        return items
+        tiles, labels = gallery(frame)
+        return list(zip(tiles, labels))
 
 
 # ---- small conversions between page values and frames -----------------------------------------

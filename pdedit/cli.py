@@ -282,7 +282,7 @@ def gallery_cmd(image: str, output: str, ref: str | None, force: bool) -> None:
     """
     import cv2
 
-    from pdedit.instructions import EDITS, WEIGHT_FREE_CONVERSIONS, apply_edit, convert
+    from pdedit.instructions import gallery
     from pdedit.video import load_image, preview_sheet
 
     # 1. Check everything before the work.
@@ -294,16 +294,7 @@ def gallery_cmd(image: str, output: str, ref: str | None, force: bool) -> None:
     if scale < 1:  # tiles are thumbnails: edit at most 512 px wide, and fast
         frame = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     # 2. Every edit, then every converter.
-    tiles, labels = [frame], ["original"]
-    for name in EDITS:
-        if name == "colortransfer" and ref is None:
-            continue
-        spec = f"auto:{name}:ref={ref}" if name == "colortransfer" else f"auto:{name}"
-        tiles.append(apply_edit(frame, spec))
-        labels.append(f"auto:{name}")
-    for kind, method in WEIGHT_FREE_CONVERSIONS:
-        tiles.append(convert(frame, kind, method=method))
-        labels.append(f"{kind}:{method}")
+    tiles, labels = gallery(frame, ref)
     columns = 4
     click.echo(str(preview_sheet(tiles, output, columns=columns, labels=labels, max_frames=len(tiles))))
 

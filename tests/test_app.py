@@ -146,7 +146,7 @@ def test_gallery_shows_every_weight_free_edit_and_converter(client, app_clip, tm
     image = save_image(tmp_path / "frame.png", open_clip(app_clip).first())
     tiles = client.predict(handle_file(str(image)), api_name="/gallery")
     captions = [tile["caption"] for tile in tiles]
-    assert "original" in captions and "auto:sepia" in captions and "sketch (xdog)" in captions
+    assert "original" in captions and "auto:sepia" in captions and "sketch:xdog" in captions
     assert len(captions) >= len(EDITS) + len(WEIGHT_FREE_CONVERSIONS) - 1  # colortransfer needs a reference
     pixels = [np.asarray(__import__("PIL.Image").Image.open(tile["image"]).convert("RGB")) for tile in tiles]
     assert len({p.tobytes() for p in pixels}) == len(pixels)  # each tile differs from the others
