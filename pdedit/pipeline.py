@@ -9,6 +9,7 @@ both defined once in ``pdedit.conditioning``.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
@@ -38,6 +39,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from pdedit.conditioning import build_c_image, drop_last_frame, last_frame_schedule, perturb_c_image
 from pdedit.errors import BadInput, MissingModel
 from pdedit.models.unet import PixelDanceUNet
+from pdedit.models.pixel_space import PixelSpaceVAE
 
 __all__ = [
     "PixelDancePipeline",
@@ -158,7 +160,7 @@ class PixelDancePipeline(DiffusionPipeline):
 
     def __init__(
         self,
-        vae: AutoencoderKL,
+        vae: AutoencoderKL | PixelSpaceVAE,
         text_encoder: CLIPTextModel,
         tokenizer: CLIPTokenizer,
         unet: PixelDanceUNet,
@@ -520,6 +522,22 @@ def _parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
     return names[dtype]
 
 
+@contextlib.contextmanager
+def quiet_loading():
+    """Hide diffusers' and transformers' loading bars while loading: a library call stays quiet."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    restore = [lib for lib in (diffusers_logging, transformers_logging) if lib.is_progress_bar_enabled()]
+    for lib in restore:
+        lib.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for lib in restore:
+            lib.enable_progress_bar()
+
+
 def load_pipeline(
     model_dir: str | Path,
     device: str | torch.device | None = None,
@@ -550,7 +568,8 @@ def load_pipeline(
     if torch_dtype is not None:
         kwargs["torch_dtype"] = torch_dtype
     try:
-        pipe = PixelDancePipeline.from_pretrained(source, **kwargs)
+        with quiet_loading():
+            pipe = PixelDancePipeline.from_pretrained(source, **kwargs)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, json.JSONDecodeError) as err:
         raise MissingModel(f"cannot load the model in {model_dir} ({type(err).__name__}: {err}); "
                            f"{_how_to_make(str(model_dir))}") from err

@@ -259,3 +259,15 @@ def test_malformed_model_folders_are_missing_model_errors(tiny_model_dir, tmp_pa
         with pytest.raises(MissingModel, match="pdedit model init") as info:
             load_pipeline(folder)
         assert str(folder) in str(info.value), name
+
+
+def test_loading_a_model_prints_no_progress_bars(tiny_model_dir, capfd):
+    from diffusers.utils import logging as diffusers_logging
+
+    from pdedit.pipeline import load_pipeline
+
+    capfd.readouterr()
+    load_pipeline(tiny_model_dir)
+    captured = capfd.readouterr()
+    assert "Loading" not in captured.err + captured.out
+    assert diffusers_logging.is_progress_bar_enabled()  # the global setting is restored afterwards

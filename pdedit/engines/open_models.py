@@ -100,10 +100,13 @@ def load_open_pipeline(pipeline_cls: type, folder: Path, engine: str,
     """``pipeline_cls.from_pretrained(folder)`` from local files only; load failures become MissingModel."""
     from diffusers.pipelines import pipeline_utils
 
+    from pdedit.pipeline import quiet_loading
+
     # diffusers renamed `torch_dtype` to `dtype` (the old name warns); older releases know only the old one.
     dtype_kw = "dtype" if hasattr(pipeline_utils, "_resolve_dtype") else "torch_dtype"
     try:
-        return pipeline_cls.from_pretrained(str(folder), local_files_only=True, **{dtype_kw: dtype})
+        with quiet_loading():
+            return pipeline_cls.from_pretrained(str(folder), local_files_only=True, **{dtype_kw: dtype})
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError) as err:
         raise MissingModel(f"cannot load the {engine} model in {folder} ({type(err).__name__}: {err}); "
                            f"{download_hint(engine, folder)}") from err
