@@ -77,7 +77,7 @@ def build_model(config: Config):
                 fps=8,
             )
     else:
-        pipe = load_pipeline(m.init)
+        pipe = load_pipeline(m.init, device=None)  # accelerate places the modules
     overrides = dict(m.scheduler) if m.scheduler else {}
     overrides["prediction_type"] = m.prediction_type
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, **overrides)

@@ -497,7 +497,7 @@ def model_info_cmd(model_dir: str, as_json: bool) -> None:
 
     from pdedit.pipeline import load_pipeline
 
-    pipe = load_pipeline(model_dir)
+    pipe = load_pipeline(model_dir, device=None)  # counting parameters needs no GPU
     components = {}
     for name, module in pipe.components.items():
         params = sum(p.numel() for p in module.parameters()) if hasattr(module, "parameters") else None

@@ -540,7 +540,7 @@ def quiet_loading():
 
 def load_pipeline(
     model_dir: str | Path,
-    device: str | torch.device | None = None,
+    device: str | torch.device | None = "auto",
     dtype: torch.dtype | str | None = None,
 ) -> PixelDancePipeline:
     """Load a PixelDancePipeline from a local diffusers folder (or a hub id when online).
@@ -548,7 +548,8 @@ def load_pipeline(
     Args:
         model_dir: a folder made by ``pdedit model init`` or saved by finetune / ``save_pretrained``;
             a hub id ("owner/name") is tried only when no such folder exists and HF_HUB_OFFLINE is unset.
-        device: where to move it (default: stay on the CPU).
+        device: where to move it: "auto" (default) is the GPU when torch sees one, else the CPU;
+            None leaves it where it was loaded (the CPU).
         dtype: torch dtype or name ("fp16", "bf16", ...); default float32 as saved.
 
     Raises:
@@ -576,6 +577,8 @@ def load_pipeline(
     if not isinstance(pipe.unet, PixelDanceUNet):
         raise MissingModel(f"{model_dir}: unet is a {type(pipe.unet).__name__}, not a PixelDanceUNet: "
                            f"convert a text-to-video model with `pdedit model init --from-t2v SRC OUT`")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else None
     if device is not None:
         pipe.to(device)
     return pipe

@@ -271,3 +271,20 @@ def test_loading_a_model_prints_no_progress_bars(tiny_model_dir, capfd):
     captured = capfd.readouterr()
     assert "Loading" not in captured.err + captured.out
     assert diffusers_logging.is_progress_bar_enabled()  # the global setting is restored afterwards
+
+
+def test_load_pipeline_moves_to_the_gpu_when_torch_sees_one(tiny_model_dir, monkeypatch):
+    import torch
+
+    from pdedit.pipeline import PixelDancePipeline, load_pipeline
+
+    moved = []
+    monkeypatch.setattr(PixelDancePipeline, "to", lambda self, *args, **kw: moved.append(args) or self)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    load_pipeline(tiny_model_dir)
+    assert moved == []  # no GPU: stays on the CPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    load_pipeline(tiny_model_dir)
+    assert moved == [("cuda",)]
+    load_pipeline(tiny_model_dir, device=None)
+    assert moved == [("cuda",)]  # device=None never moves

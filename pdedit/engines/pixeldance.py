@@ -33,7 +33,7 @@ class PixelDanceEngine:
     name = "pixeldance"
     default_guidance = 7.5
 
-    def __init__(self, model: str | Path, device: str | None = None, dtype=None):
+    def __init__(self, model: str | Path, device: str | None = "auto", dtype=None):
         self.model = Path(model)
         self.device = device
         self.dtype = dtype
