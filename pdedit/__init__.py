@@ -19,7 +19,7 @@ _EXPORTS = {
         name: "pdedit.video"
         for name in (
             "VideoInfo", "probe", "parse_size", "default_size", "resize_frame", "aspect_mismatch",
-            "Window", "plan_window", "iter_frames", "Clip", "open_clip", "write_video", "check_output",
+            "Window", "even_indices", "plan_window", "iter_frames", "Clip", "open_clip", "write_video", "check_output",
             "atomic_path", "load_image", "save_image", "preview_sheet", "make_sample",
         )
     },

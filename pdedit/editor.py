@@ -150,8 +150,7 @@ class _Tap:
 
     def __init__(self, frames: Iterator[np.ndarray], total: int, keep: int):
         self.frames, self.seconds, self.count = frames, 0.0, 0
-        picks = np.round(np.linspace(0, total - 1, min(keep, total))).astype(int) if keep else []
-        self.keep_at = {int(i) for i in picks}
+        self.keep_at = set(pv.even_indices(0, total - 1, min(keep, total)))
         self.kept: dict[int, np.ndarray] = {}
 
     def __iter__(self) -> Iterator[np.ndarray]:

@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "VideoInfo", "probe", "parse_size", "default_size", "resize_frame", "aspect_mismatch",
-    "Window", "plan_window", "iter_frames", "Clip", "open_clip", "write_video", "check_output",
+    "Window", "even_indices", "plan_window", "iter_frames", "Clip", "open_clip", "write_video", "check_output",
     "atomic_path", "load_image", "save_image", "preview_sheet", "make_sample", "ffmpeg_exe",
 ]
 
@@ -281,6 +281,13 @@ class Window:
     fps: float
 
 
+def even_indices(first: int, last: int, count: int) -> tuple[int, ...]:
+    """``count`` indices spread evenly from ``first`` to ``last`` inclusive (rounded; repeats when too few)."""
+    if count <= 0:
+        return ()
+    return tuple(int(i) for i in np.round(np.linspace(first, last, count)))
+
+
 def plan_window(info: VideoInfo, start: float | None = None, end: float | None = None,
                 num_frames: int | None = None, fps: float | None = None) -> Window:
     """Choose the source frames of a window: N evenly spaced, or at a target fps, or all of them.
@@ -318,7 +325,7 @@ def plan_window(info: VideoInfo, start: float | None = None, end: float | None =
     if fps is None and num_frames is None:
         indices, out_fps = tuple(range(first, stop)), src
     elif fps is None:
-        indices = tuple(int(i) for i in np.round(np.linspace(first, stop - 1, num_frames)))
+        indices = even_indices(first, stop - 1, num_frames)
         out_fps = num_frames * src / available  # the clip lasts as long as the window it shows
     else:
         fit = math.ceil(available * fps / src - 1e-6)  # frame times k / fps inside the window
@@ -649,7 +656,7 @@ def preview_sheet(frames: Sequence[np.ndarray], path: str | os.PathLike, columns
         raise BadInput(f"no frames for the preview sheet {path}")
     labels = [str(i) for i in range(len(frames))] if labels is None else [str(x) for x in labels]
     if len(frames) > max_frames:
-        keep = np.round(np.linspace(0, len(frames) - 1, max_frames)).astype(int)
+        keep = even_indices(0, len(frames) - 1, max_frames)
         frames, labels = [frames[i] for i in keep], [labels[i] for i in keep]
     columns = columns or math.ceil(math.sqrt(len(frames)))
     rows = math.ceil(len(frames) / columns)

@@ -486,3 +486,11 @@ def test_sample_is_a_slow_camera_move(tmp_path):
     travel = np.abs(frames[0].astype(int) - frames[-1]).mean()
     assert min(steps) > 0.5  # the camera moves every frame
     assert max(steps) < 0.4 * travel  # and gradually: no step is a large part of the whole move
+
+
+def test_even_indices_keep_both_ends_and_repeat_when_too_few():
+    from pdedit.video import even_indices
+
+    assert even_indices(0, 9, 4) == (0, 3, 6, 9)
+    assert even_indices(5, 6, 4) == (5, 5, 6, 6)
+    assert even_indices(0, 100, 0) == ()
