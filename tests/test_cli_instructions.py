@@ -9,32 +9,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from skimage import data
 
-from pdedit.cli import cli
+from cli_helpers import assert_refused, run, snapshot
 from pdedit.instructions import EDITS, WEIGHT_FREE_CONVERSIONS, apply_edit, convert
 from pdedit.instructions.boxes import label_color
 from pdedit.video import load_image, save_image
-
-
-def run(*args) -> "click.testing.Result":  # noqa: F821
-    """Invoke the pdedit CLI in-process with ``args`` (stdout and stderr kept apart)."""
-    return CliRunner().invoke(cli, [str(a) for a in args], obj={})
-
-
-def snapshot(folder: Path) -> dict:
-    """Every path under ``folder`` with its size and modification time: to prove nothing was written."""
-    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))}
-
-
-def assert_refused(result, before: dict, folder: Path, *words: str) -> None:
-    """Exit 2, exactly one `error:` line on stderr naming ``words``, no traceback, nothing written."""
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert all(w in lines[0] for w in words), lines[0]
-    assert snapshot(folder) == before
 
 
 @pytest.fixture

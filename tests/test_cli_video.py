@@ -8,30 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from pdedit.cli import cli
+from cli_helpers import assert_refused, run, snapshot
 from pdedit.video import iter_frames, load_image, probe, write_video
-
-
-def run(*args) -> "click.testing.Result":  # noqa: F821
-    """Invoke the pdedit CLI in-process with ``args`` (stdout and stderr kept apart)."""
-    return CliRunner().invoke(cli, [str(a) for a in args], obj={})
-
-
-def snapshot(folder: Path) -> dict:
-    """Every path under ``folder`` with its size and modification time: to prove nothing was written."""
-    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))}
-
-
-def assert_refused(result, before: dict, folder: Path, *words: str) -> None:
-    """Exit 2, exactly one `error:` line on stderr naming ``words``, no traceback, nothing written."""
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert all(w in lines[0] for w in words), lines[0]
-    assert result.stdout == ""
-    assert snapshot(folder) == before
 
 
 @pytest.fixture

@@ -8,18 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from pdedit.cli import cli
+from cli_helpers import run
 from pdedit.editor import edit_video
 from pdedit.errors import BadInput, MissingModel
 from pdedit.instructions import apply_edit
 from pdedit.video import iter_frames, load_image, make_sample, open_clip, probe, save_image
-
-
-def run(*args):
-    """Invoke the pdedit CLI in-process (stdout and stderr kept apart)."""
-    return CliRunner().invoke(cli, [str(a) for a in args], obj={})
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from cli_helpers import run
 import torch
 
 from pdedit.conditioning import last_frame_steps
@@ -321,15 +322,6 @@ def test_model_grid_fitting_keeps_first_and_last_frame():
 # ---- through `pdedit edit` ----
 
 
-def _pdedit(*args):
-    """Run the CLI in-process; returns click's result (exit_code, output)."""
-    from click.testing import CliRunner
-
-    from pdedit.cli import cli
-
-    return CliRunner().invoke(cli, [str(a) for a in args], obj={})
-
-
 @pytest.fixture(scope="module")
 def sample_video(tmp_path_factory):
     """A 1-second 64x48 clip at 12 fps, made from scikit-image's photo (no input needed)."""
@@ -343,7 +335,7 @@ def test_pdedit_edit_runs_the_wan_engine_end_to_end(wan_dir, sample_video, tmp_p
     from pdedit.video import probe
 
     out = tmp_path / "wan.mp4"
-    result = _pdedit("edit", sample_video, "--first-edit", "auto:sepia", "--last-edit", "auto:sepia", "-o", out,
+    result = run("edit", sample_video, "--first-edit", "auto:sepia", "--last-edit", "auto:sepia", "-o", out,
                      "--engine", engine, "--model", wan_dir, "--frames", 9, "--size", "48x32", "--steps", 2,
                      "--tau", 0.5, "--strength", 0.5, "--keyframe-tau", "8=0.5", "--prompt", "sepia fox")
     assert result.exit_code == 0, result.output
@@ -356,7 +348,7 @@ def test_pdedit_edit_runs_the_ltx_engine_with_a_keyframe(ltx_dir, sample_video, 
 
     key = save_image(tmp_path / "key.png", _frame(7, (64, 48)))
     out = tmp_path / "ltx.mp4"
-    result = _pdedit("edit", sample_video, "--first-edit", "auto:sepia", "--last-edit", "auto:sepia", "-o", out,
+    result = run("edit", sample_video, "--first-edit", "auto:sepia", "--last-edit", "auto:sepia", "-o", out,
                      "--model", ltx_dir, "--frames", 9, "--size", "64x32", "--steps", 2, "--keyframe", f"4={key}",
                      "--keyframe-tau", "4=0.5", "--offload", "none")
     assert result.exit_code == 0, result.output
@@ -372,7 +364,7 @@ def test_pdedit_edit_runs_the_ltx_engine_with_a_keyframe(ltx_dir, sample_video, 
 def test_pdedit_edit_refuses_bad_open_engine_input_with_exit_2_and_no_output(wan_dir, sample_video, tmp_path,
                                                                             args, message):
     out = tmp_path / "bad.mp4"
-    result = _pdedit("edit", sample_video, "--first-edit", "auto:sepia", "--last-edit", "auto:sepia", "-o", out,
+    result = run("edit", sample_video, "--first-edit", "auto:sepia", "--last-edit", "auto:sepia", "-o", out,
                      "--model", wan_dir, "--frames", 9, "--size", "48x32", "--steps", 2, *args)
     assert result.exit_code == 2, result.output
     assert message in result.output
@@ -388,7 +380,7 @@ def test_pdedit_generate_runs_the_open_engines_from_first_and_last_images(engine
     last = save_image(tmp_path / "last.png", _frame(2, (64, 32)))
     out = tmp_path / "gen.mp4"
     model = wan_dir if engine == "wan" else ltx_dir
-    result = _pdedit("generate", "--engine", engine, "--model", model, "--prompt", "a fox", "--first", first,
+    result = run("generate", "--engine", engine, "--model", model, "--prompt", "a fox", "--first", first,
                      "--last", last, "--tau", 0.5, "--frames", 9, "--fps", 8, "--size", "64x32", "--steps", 2, "-o", out)
     assert result.exit_code == 0, result.output
     info = probe(out)
@@ -401,7 +393,7 @@ def test_pdedit_generate_with_a_model_of_the_wrong_kind_exits_2(ltx_dir, tmp_pat
 
     save_image(first, _frame(1, (64, 32)))
     out = tmp_path / "gen.mp4"
-    result = _pdedit("generate", "--engine", "wan", "--model", ltx_dir, "--prompt", "a fox", "--first", first,
+    result = run("generate", "--engine", "wan", "--model", ltx_dir, "--prompt", "a fox", "--first", first,
                      "-o", out)
     assert result.exit_code == 2 and "--engine ltx" in result.output
     assert not out.exists()
