@@ -147,7 +147,6 @@ def modelscope_figures(frames: int, size: int, steps: int, guidance: float, dtyp
     pipe.to("cuda", dtype)
     pipe.set_progress_bar_config(disable=True)
     params = sum(p.numel() for p in unet.parameters())
-    first = np.zeros((size, size, 3), np.uint8)
     latents = torch.randn(2, 8, frames, size // 8, size // 8, device="cuda", dtype=dtype)
     text = torch.randn(2, 77, 1024, device="cuda", dtype=dtype)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
