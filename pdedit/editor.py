@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import time
-import itertools
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from pdedit import video as pv
-from pdedit.engines import ENGINES, EditJob, choose_engine
-from pdedit.errors import BadInput
+from pdedit.engines import ENGINES, KEYFRAME_ENGINES, EditJob, choose_engine
+from pdedit.errors import BadInput, Unsupported
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +148,7 @@ class _Tap:
     """Passes frames through while timing the engine and keeping a few evenly spaced ones for a preview."""
 
     def __init__(self, frames: Iterator[np.ndarray], total: int, keep: int):
-        self.frames, self.seconds, self.count = frames, 0.0, 0
+        self.frames, self.total, self.seconds, self.count = frames, total, 0.0, 0
         self.keep_at = set(pv.even_indices(0, total - 1, min(keep, total)))
         self.kept: dict[int, np.ndarray] = {}
 
@@ -159,6 +158,8 @@ class _Tap:
             frame = next(self.frames, None)
             self.seconds += time.perf_counter() - t0
             if frame is None:
+                if self.count != self.total:  # raised inside the stream, so the writer keeps no file
+                    raise RuntimeError(f"the engine made {self.count} frames, {self.total} were expected")
                 return
             if self.count in self.keep_at:
                 self.kept[self.count] = frame
@@ -256,6 +257,9 @@ def edit_video(
     if converting and name == "propagate":
         raise BadInput(f"--instruction {instruction} makes a {instruction} last frame for a generative model tuned "
                        "for it; the propagate engine carries image edits: drop --instruction or pass --model")
+    if keyframes and name not in KEYFRAME_ENGINES:
+        raise Unsupported(f"the {name} engine takes a first and a last frame only, not --keyframe "
+                          f"{sorted(keyframes)}: drop the keyframes, or use --engine ltx or propagate")
     engine_options = {}
     if offload is not None:
         if name not in ("wan", "ltx"):
@@ -279,7 +283,7 @@ def edit_video(
         size = pv.default_size(info.width, info.height) if generative else _even_size(info.width, info.height)
     if generative and frames is None and fps is None:
         frames = _model_frames(model)
-    clip = pv.open_clip(video, start=start, end=end, num_frames=frames, fps=fps, size=size, resize=resize)
+    clip = pv.Clip(info, pv.plan_window(info, start, end, frames, fps), size, resize)  # info is probed once
     window = clip.window
     for i in extra:
         if not 0 < i < len(clip) - (last is not None):
@@ -302,7 +306,7 @@ def edit_video(
 
             last_frame = convert(last_frame, instruction)
     key_frames = {
-        i: _keyframe(e, lambda i=i: next(itertools.islice(iter(clip), i, None)), clip, resize,
+        i: _keyframe(e, lambda i=i: clip.frame(i), clip, resize,
                      edit_model=edit_model, seed=seed)
         for i, e in sorted(extra.items())
     }
@@ -324,9 +328,6 @@ def edit_video(
         output, tap, clip.fps, audio_from=video if carry_audio else None,
         audio_window=(window.start, window.end), crf=crf, force=force, inputs=inputs, progress=progress,
     )
-    if tap.count != len(clip):
-        os.unlink(output)  # never leave a clip of the wrong length behind
-        raise RuntimeError(f"engine {name} made {tap.count} frames, {len(clip)} were expected")
     timings["render"] = tap.seconds
     timings["write"] = time.perf_counter() - t0 - tap.seconds
 

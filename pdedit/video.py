@@ -451,17 +451,18 @@ class Clip:
         for frame in _decode(self.info, self.window.indices):
             yield resize_frame(frame, self.size, self.resize)
 
-    def _one(self, index: int) -> np.ndarray:
-        """Decode a single source frame at the clip's size."""
+    def frame(self, position: int) -> np.ndarray:
+        """Decode the clip's frame at ``position`` (0..len-1) alone, at the clip's size."""
+        index = self.window.indices[position]
         return resize_frame(next(_decode(self.info, [index])), self.size, self.resize)
 
     def first(self) -> np.ndarray:
         """The clip's first frame at the clip's size."""
-        return self._one(self.window.indices[0])
+        return self.frame(0)
 
     def last(self) -> np.ndarray:
         """The clip's last frame at the clip's size."""
-        return self._one(self.window.indices[-1])
+        return self.frame(-1)
 
     def frames(self) -> list[np.ndarray]:
         """All frames in a list (loads the whole clip into memory)."""

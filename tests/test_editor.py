@@ -188,7 +188,13 @@ def test_not_a_model_folder_is_missing_model(work):
     assert not (work / "o.mp4").exists()
 
 
-def test_pixeldance_refuses_middle_keyframes_instead_of_ignoring_them(work, tiny_model_dir):
+def test_pixeldance_refuses_middle_keyframes_before_building_the_engine(work, tiny_model_dir, monkeypatch):
+    from pdedit import engines
+
+    def never(*args, **kwargs):
+        raise AssertionError("the engine was built before the keyframes were refused")
+
+    monkeypatch.setitem(engines.ENGINES, "pixeldance", never)
     out = work / "pd.mp4"
     result = run("edit", work / "clip.mp4", "--first-edit", work / "first.png", "--last-edit", work / "last.png",
                  "--keyframe", f"3={work / 'first.png'}", "-o", out, "--model", tiny_model_dir,
@@ -196,3 +202,36 @@ def test_pixeldance_refuses_middle_keyframes_instead_of_ignoring_them(work, tiny
     assert result.exit_code == 2, result.output
     assert "first and a last frame only" in result.stderr and "--engine ltx" in result.stderr
     assert not out.exists()
+
+
+def test_pixeldance_engine_itself_refuses_keyframes(tiny_model_dir):
+    from pdedit.engines import EditJob
+    from pdedit.engines.pixeldance import PixelDanceEngine
+    from pdedit.errors import Unsupported
+
+    frame = np.zeros((48, 64, 3), np.uint8)
+    job = EditJob(source=None, first=frame, last=frame, num_frames=8, fps=8, size=(64, 48), keyframes={3: frame})
+    with pytest.raises(Unsupported, match="first and a last frame only"):
+        next(iter(PixelDanceEngine(tiny_model_dir, device=None).render(job)))
+
+
+def test_an_engine_short_of_frames_leaves_the_existing_output_untouched(work, monkeypatch):
+    from pdedit import engines
+
+    class Short:
+        name = "propagate"
+
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def render(self, job, progress=False):
+            frame = np.zeros((job.size[1], job.size[0], 3), np.uint8)
+            return iter([frame] * (job.num_frames - 1))
+
+    monkeypatch.setitem(engines.ENGINES, "propagate", Short)
+    out = work / "out.mp4"
+    out.write_bytes(b"precious")
+    with pytest.raises(RuntimeError, match="frames"):
+        edit_video(work / "clip.mp4", work / "first.png", None, out, force=True)
+    assert out.read_bytes() == b"precious"
+    assert [p.name for p in work.iterdir() if p.name.startswith(".")] == []

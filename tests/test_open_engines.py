@@ -357,8 +357,8 @@ def test_pdedit_edit_runs_the_ltx_engine_with_a_keyframe(ltx_dir, sample_video, 
 
 @pytest.mark.parametrize("args, message", [
     (["--engine", "ltx"], "--engine wan"),  # a Wan folder given to the ltx engine
-    (["--keyframe", "4=auto:sepia"], "first and last frame only"),  # Wan takes no middle keyframes
-    (["--keyframe", "9=auto:sepia"], "--keyframe 9"),  # outside the clip
+    (["--keyframe", "4=auto:sepia"], "first and a last frame only"),  # Wan takes no middle keyframes
+    (["--engine", "propagate", "--keyframe", "9=auto:sepia"], "--keyframe 9"),  # outside the clip
     (["--keyframe", "four=x.png"], "IDX=VALUE"),
 ])
 def test_pdedit_edit_refuses_bad_open_engine_input_with_exit_2_and_no_output(wan_dir, sample_video, tmp_path,

@@ -125,6 +125,10 @@ def _ltx(model: str | Path | None = None, **options: Any) -> Engine:
     return LTXEngine(model, **options)
 
 
+# Engines that take edited keyframes between the first and the last frame (EditJob.keyframes); the others
+# condition on first and last only and refuse them, so the editor can say so before any heavy work.
+KEYFRAME_ENGINES = ("propagate", "ltx")
+
 ENGINES: dict[str, Callable[..., Engine]] = {
     "propagate": _propagate,
     "pixeldance": _pixeldance,

@@ -428,8 +428,6 @@ def _render(frames, keyframes, keys, segments, n, folder, config, progress) -> I
         forward = None
         floor = config.floor
         for t, frame in enumerate(tqdm(frames, total=n, desc="propagate: render", disable=not progress)):
-            if t >= n:
-                break
             before, after = segments[t]
             if t in keyframes:
                 forward = _identity_state(fh, fw)
