@@ -16,6 +16,7 @@ the same steps as an unbroken one.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -203,6 +204,12 @@ class PositionSampler(Sampler):
         return 2**62
 
 
+def _uses_images(seed: int, micro: int, image_ratio: float) -> bool:
+    """Whether micro-batch ``micro`` is an image batch (joint training): a function of (seed, micro), so a
+    resumed run replays the same choice, and the loaders' positions can be recounted from it."""
+    return image_ratio > 0 and np.random.default_rng([seed, micro, 2]).random() < image_ratio
+
+
 def _loader(samples: TrainingSamples, batch_size: int, rank: int, world: int, start: int, workers: int) -> Iterator:
     """An endless iterator of collated batches for this rank, from micro-batch ``start``."""
     loader = DataLoader(samples, batch_size=batch_size, sampler=PositionSampler(batch_size, rank, world, start),
@@ -363,10 +370,7 @@ def train(config: Config, resume: str | None = None) -> Path:
 
     t, d = config.train, config.data
     output_dir = Path(t.output_dir)
-    recipe = Recipe(eta=config.recipe.eta, text_drop=config.recipe.text_drop,
-                    image_noise=config.recipe.image_noise, last_choices=config.recipe.last_choices,
-                    last_frame_transform=config.recipe.last_frame_transform,
-                    transform_method=config.recipe.transform_method)
+    recipe = Recipe(**dataclasses.asdict(config.recipe))  # RecipeConfig holds exactly Recipe's fields
     if t.max_steps < 1 or t.batch_size < 1 or t.grad_accum < 1:
         raise BadInput(f"train.max_steps ({t.max_steps}), batch_size ({t.batch_size}) and grad_accum "
                        f"({t.grad_accum}) must be >= 1")
@@ -421,13 +425,17 @@ def train(config: Config, resume: str | None = None) -> Path:
     # 5. Data: positions continue where the checkpoint left off
     dataset = build_dataset(config)
     start = step * t.grad_accum
-    videos = _loader(TrainingSamples(dataset, recipe, t.seed), t.batch_size, rank, world, start, d.num_workers)
+    # Each loader has served only its own micro-batches so far: recount them to continue where it stopped.
+    image_batches = sum(_uses_images(t.seed, m, d.image_ratio) for m in range(start))
+    videos = _loader(TrainingSamples(dataset, recipe, t.seed), t.batch_size, rank, world, start - image_batches,
+                     d.num_workers)
     images = None
     if d.image_ratio > 0:
         if d.images_root is None:
             raise BadInput("data.image_ratio > 0 needs data.images_root=FOLDER of images with captions")
         image_set = ImageFolder(d.images_root, d.images_manifest, size=tuple(d.size), seed=t.seed)
-        images = _loader(TrainingSamples(image_set, recipe, t.seed + 1), t.batch_size, rank, world, start, d.num_workers)
+        images = _loader(TrainingSamples(image_set, recipe, t.seed + 1), t.batch_size, rank, world, image_batches,
+                         d.num_workers)
     validation = []
     if accelerator.is_main_process:
         held_out = build_dataset(config, held_out=True)
@@ -442,7 +450,7 @@ def train(config: Config, resume: str | None = None) -> Path:
         loss_sum = 0.0
         for micro in range(t.grad_accum):
             m = step * t.grad_accum + micro
-            use_images = images is not None and np.random.default_rng([t.seed, m, 2]).random() < d.image_ratio
+            use_images = images is not None and _uses_images(t.seed, m, d.image_ratio)
             batch = next(images if use_images else videos)
             # Noise, timesteps and dropout (diffusers' temporal convs have dropout 0.1) from (seed,
             # micro-batch, rank): a resumed run draws exactly what the unbroken run drew.
