@@ -203,12 +203,12 @@ class VideoFolder:
 
     def load(self, index: int, rng: np.random.Generator) -> dict[str, Any]:
         """Decode a random clip of entry ``index``; SkipSample (and counted) when the video cannot give one."""
-        from pdedit.video import plan_window, probe
+        from pdedit.video import Clip, plan_window, probe
 
         entry = self.entries[index]
         try:
             info = probe(entry.path)
-            src_fps = info.fps if info.fps and info.fps > 0 else 25.0
+            src_fps = info.fps  # probe refuses a video without a frame rate
             if self.stride is not None:
                 rate = src_fps / self.stride
             elif self.fps is not None:
@@ -220,7 +220,7 @@ class VideoFolder:
                 raise SkipSample(f"{info.duration:.2f} s is shorter than a {length:.2f} s clip")
             start = float(rng.uniform(0.0, info.duration - length))
             window = plan_window(info, start=start, num_frames=self.num_frames, fps=rate)
-            frames = self._decode(entry.path, window.indices)
+            frames = np.stack(Clip(info, window, (info.width, info.height)).frames())  # (F, H, W, 3), source size
         except SkipSample as err:
             self._skip(entry.path, str(err))
             raise
@@ -229,16 +229,6 @@ class VideoFolder:
             raise SkipSample(str(err)) from err
         frames = random_resized_crop(frames, self.size, rng, self.crop_scale)
         return {"frames": frames, "caption": entry.caption}
-
-    def _decode(self, path: Path, indices: tuple[int, ...]) -> np.ndarray:
-        """Frames at ``indices`` (may repeat), (F, H, W, 3) uint8; SkipSample when the file ends early."""
-        from pdedit.video import iter_frames
-
-        wanted = sorted(set(indices))
-        got = dict(zip(wanted, iter_frames(path, wanted)))
-        if len(got) < len(wanted):
-            raise SkipSample(f"decoded {len(got)} of {len(wanted)} frames")
-        return np.stack([got[i] for i in indices])
 
     def _skip(self, path: Path, reason: str) -> None:
         """Record a skipped video once and log it."""

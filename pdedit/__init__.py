@@ -26,7 +26,7 @@ _EXPORTS = {
     # conditioning: c_image layout, image noise, last-frame dropping, tau schedule
     **{
         name: "pdedit.conditioning"
-        for name in ("build_c_image", "perturb_c_image", "drop_last_frame", "last_frame_steps",
+        for name in ("build_c_image", "perturb_c_image", "drop_last_frame", "round_steps", "last_frame_steps",
                      "last_frame_schedule", "uses_last_frame")
     },
     # instructions: edits and converters

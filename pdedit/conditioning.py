@@ -22,6 +22,7 @@ __all__ = [
     "build_c_image",
     "perturb_c_image",
     "drop_last_frame",
+    "round_steps",
     "last_frame_steps",
     "last_frame_schedule",
     "uses_last_frame",
@@ -70,6 +71,14 @@ def drop_last_frame(c_image: torch.Tensor, keep: torch.Tensor | bool) -> torch.T
     return c_image * mask
 
 
+def round_steps(fraction: float, num_steps: int) -> int:
+    """``round(fraction * T)`` with halves rounded up (Python's ``round`` rounds them to even), at most T.
+
+    Shared by the tau schedule and the SDEdit strength, so a fraction of the steps means one thing.
+    """
+    return min(num_steps, int(math.floor(fraction * num_steps + 0.5)))
+
+
 def last_frame_steps(tau: float, num_steps: int) -> int:
     """Number of denoising steps that see the last frame: ``round(tau * T)`` (tau=0: none, tau=1: all).
 
@@ -80,7 +89,7 @@ def last_frame_steps(tau: float, num_steps: int) -> int:
         raise ValueError(f"tau must be in [0, 1], got {tau}")
     if num_steps < 0:
         raise ValueError(f"num_steps must be >= 0, got {num_steps}")
-    return min(num_steps, int(math.floor(tau * num_steps + 0.5)))
+    return round_steps(tau, num_steps)
 
 
 def last_frame_schedule(tau: float, num_steps: int) -> list[bool]:

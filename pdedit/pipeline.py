@@ -13,7 +13,6 @@ import contextlib
 import inspect
 import json
 import logging
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from diffusers.video_processor import VideoProcessor
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from pdedit.conditioning import build_c_image, drop_last_frame, last_frame_schedule, perturb_c_image
+from pdedit.conditioning import build_c_image, drop_last_frame, last_frame_schedule, perturb_c_image, round_steps
 from pdedit.errors import BadInput, MissingModel
 from pdedit.models.unet import PixelDanceUNet
 from pdedit.models.pixel_space import PixelSpaceVAE
@@ -80,9 +79,9 @@ class PixelDancePipelineOutput(BaseOutput):
 def steps_to_run(strength: float, num_steps: int) -> int:
     """Denoising steps run when starting from a noised source at ``strength``: ``round(strength * T)``.
 
-    Halves round up, as ``pdedit.conditioning.last_frame_steps`` does for tau, so both counts agree.
+    Halves round up, as for tau (``pdedit.conditioning.round_steps`` serves both).
     """
-    return min(num_steps, int(math.floor(strength * num_steps + 0.5)))
+    return round_steps(strength, num_steps)
 
 
 def encode_frames(vae: AutoencoderKL, frames: torch.Tensor, chunk_size: int = 8) -> torch.Tensor:
