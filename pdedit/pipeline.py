@@ -486,25 +486,37 @@ def _how_to_make(model_dir: str) -> str:
     )
 
 
-def _check_model_folder(path: Path) -> None:
-    """Raise MissingModel unless ``path`` holds a PixelDancePipeline folder with all its components."""
+def read_model_index(folder: str | Path, hint: str) -> dict[str, Any]:
+    """A diffusers folder's model_index.json, with a str ``_class_name``; MissingModel ending in ``hint`` otherwise.
+
+    The one reader of model folders: the pixeldance pipeline, the engine chooser and the open-model engines
+    all use it, each with its own hint on getting the right model.
+    """
+    path = Path(folder).expanduser()
     if not path.exists():
-        raise MissingModel(f"model folder {path} does not exist: {_how_to_make(str(path))}")
+        raise MissingModel(f"model folder {path} does not exist: {hint}")
     if not path.is_dir():
-        raise MissingModel(f"model {path} is a file, expected a diffusers folder: {_how_to_make(str(path))}")
+        raise MissingModel(f"model {path} is a file, expected a diffusers folder: {hint}")
     index_file = path / "model_index.json"
     if not index_file.is_file():
-        raise MissingModel(f"{path} has no model_index.json, so it is not a diffusers model folder: "
-                           f"{_how_to_make(str(path))}")
+        raise MissingModel(f"{path} has no model_index.json, so it is not a diffusers model folder: {hint}")
     try:
         index = json.loads(index_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise MissingModel(f"{index_file} is not valid JSON ({err}): {_how_to_make(str(path))}") from err
-    cls = index.get("_class_name") if isinstance(index, dict) else None
+        raise MissingModel(f"{index_file} is not valid JSON ({err}): {hint}") from err
+    if not isinstance(index, dict) or not isinstance(index.get("_class_name"), str):
+        raise MissingModel(f"{index_file} has no _class_name, so the model kind is unknown: {hint}")
+    return index
+
+
+def _check_model_folder(path: Path) -> None:
+    """Raise MissingModel unless ``path`` holds a PixelDancePipeline folder with all its components."""
+    index = read_model_index(path, _how_to_make(str(path)))
+    cls = index["_class_name"]
     if cls != PixelDancePipeline.__name__:
         hint = (f"convert it with `pdedit model init --from-t2v {path} OUT`" if cls == "TextToVideoSDPipeline"
                 else _how_to_make(str(path)))
-        raise MissingModel(f"{path} holds a {cls or 'unknown'} model, not a PixelDancePipeline: {hint}")
+        raise MissingModel(f"{path} holds a {cls} model, not a PixelDancePipeline: {hint}")
     missing = [c for c in _COMPONENTS if c not in index or not (path / c).is_dir()]
     if missing:
         raise MissingModel(f"{path} lacks the component folder(s) {', '.join(missing)}: {_how_to_make(str(path))}")

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,20 +138,9 @@ ENGINES: dict[str, Callable[..., Engine]] = {
 
 def read_model_class(model: str | Path) -> str:
     """The pipeline class named in a model folder's model_index.json (MissingModel when there is none)."""
-    folder = Path(model)
-    if not folder.is_dir():
-        raise MissingModel(f"model folder {folder} does not exist; {MAKE_MODEL_HINT}")
-    index = folder / "model_index.json"
-    if not index.is_file():
-        raise MissingModel(f"{folder} is not a diffusers model folder (no model_index.json); {MAKE_MODEL_HINT}")
-    try:
-        data = json.loads(index.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise MissingModel(f"{index} cannot be read as JSON ({err}); {MAKE_MODEL_HINT}") from err
-    name = data.get("_class_name") if isinstance(data, dict) else None
-    if not isinstance(name, str):
-        raise MissingModel(f"{index} has no _class_name, so the model kind is unknown; {MAKE_MODEL_HINT}")
-    return name
+    from pdedit.pipeline import read_model_index  # imported here: only a run with a model pays for torch
+
+    return read_model_index(model, MAKE_MODEL_HINT)["_class_name"]
 
 
 def choose_engine(name: str = "auto", model: str | Path | None = None) -> tuple[str, str]:

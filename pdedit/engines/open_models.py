@@ -76,18 +76,11 @@ def download_hint(engine: str, folder: str | Path) -> str:
 
 def check_model_folder(folder: str | Path, engine: str) -> Path:
     """The folder as a Path when it holds a model that ``engine`` runs; MissingModel (what to do) otherwise."""
-    from pdedit.engines import MODEL_CLASSES, read_model_class
+    from pdedit.engines import MODEL_CLASSES
+    from pdedit.pipeline import read_model_index
 
     path = Path(folder).expanduser()
-    if not path.exists():
-        raise MissingModel(f"model folder {path} does not exist: {download_hint(engine, path)}")
-    if not path.is_dir():
-        raise MissingModel(f"model {path} is a file, expected a diffusers folder: {download_hint(engine, path)}")
-    try:
-        name = read_model_class(path)
-    except MissingModel as err:
-        raise MissingModel(f"{path} is not a diffusers model folder (no readable model_index.json naming "
-                           f"its pipeline): {download_hint(engine, path)}") from err
+    name = read_model_index(path, download_hint(engine, path))["_class_name"]
     kind = MODEL_CLASSES.get(name)
     if kind != engine:
         other = f"use --engine {kind} (or auto)" if kind else download_hint(engine, path)
