@@ -234,6 +234,22 @@ def test_sketch_of_a_real_video_frame_is_mostly_white(walk_frame):
     assert (sketch > 200).mean() > 0.8 and (sketch < 128).mean() > 0.002
 
 
+def test_silhouette_sketch_fills_the_object_black_on_white_with_partial_pixels_grey():
+    frame = np.zeros((8, 8, 3), np.uint8)
+    frame[2:5, 3:6] = (40, 210, 60)  # a green square on black
+    frame[2:5, 6] = (20, 105, 30)  # half covered: half the colour
+    sketch = convert(frame, "sketch", method="silhouette")[..., 0]
+    assert (sketch[2:5, 3:6] == 0).all()  # the object is solid ink
+    assert (abs(sketch[2:5, 6].astype(int) - 128) <= 1).all()  # half coverage, half ink: sub-pixel position kept
+    outside = np.ones((8, 8), bool)
+    outside[2:5, 3:7] = False
+    assert (sketch[outside] == 255).all()  # the background is white paper
+    light = np.full((8, 8, 3), 230, np.uint8)
+    light[5:7, 1:3] = (30, 30, 200)  # a dark object on a light background: ink all the same
+    assert (convert(light, "sketch", method="silhouette")[5:7, 1:3] == 0).all()
+    assert (convert(np.full((8, 8, 3), 90, np.uint8), "sketch", method="silhouette") == 255).all()  # nothing drawn
+
+
 def test_sketch_default_is_xdog_and_unknown_method_is_bad_input(photos):
     photo = photos["chelsea"]
     assert np.array_equal(convert(photo, "sketch"), convert(photo, "sketch", method="xdog"))

@@ -96,7 +96,7 @@ def convert(frame: np.ndarray, kind: str, *, method: str | None = None, annotato
         frame: uint8 RGB (H, W, 3).
         kind: "image" returns the frame; "sketch" black lines on white; "pose" a skeleton on
             black; "boxes" coloured boxes on black; "depth" a grey depth map.
-        method: the kind's method (sketch: xdog, canny, hed, pidinet, lineart; pose: openpose,
+        method: the kind's method (sketch: xdog, canny, silhouette, hed, pidinet, lineart; pose: openpose,
             openpose_full, mediapipe; boxes: json, motion, faces; depth: midas); None = default.
         annotator_dir: folder of controlnet-aux weight files (hed, pidinet, lineart, openpose, midas).
         boxes: a JSON file path, or a list of box dicts, for boxes from the user.
