@@ -1,19 +1,24 @@
-"""The recipe check: does the PixelDance recipe learn here, and does tau steer the end state?
+"""The recipe check: does the PixelDance recipe learn here, does tau steer the end state, and does
+sketch tuning make a sketch usable as the last frame?
 
-Trains the tiny pixel-space model on moving shapes (finetune/configs/tiny.yaml), sketch-tunes a copy
-(sketch.yaml, initialised from the image-tuned model), then samples held-out clips with tau in
-{0, 0.25, 0.5, 1} and prints, measured in PIXEL space (the model has no VAE: frames are its latents):
+Trains the two moving-shapes models of `finetune.shapes` from scratch (8 frames of 8x8, pixel space):
+image-tuned (finetune/configs/tiny.yaml, the paper's recipe) and sketch-tuned (configs/sketch.yaml: the
+last-frame instruction is a black silhouette on white), then measures on held-out clips (another seed
+of the generator) with `pdedit.evaluate.tau`, every figure a mean ± standard error over the clips:
 
-- first-frame adherence: MSE (frames in [0, 1]) and shape-centroid error (px) of generated frame 0
-  against the first-frame instruction;
-- last-frame adherence: centroid error (px) and MSE of the generated last frame against the
-  last-frame instruction; it should fall as tau grows, and at tau = 0 sit at the no-instruction level;
-- sketch instructions: given an XDoG sketch of the real end state at tau = 1, the centroid error of the
-  generated end state for the sketch-tuned model against the image-tuned one.
+0. before any model: how far from the real square's centre the ink of an XDoG and of a silhouette
+   sketch of the last frame is centred (what each sketch form tells of the end state);
+1. the image-tuned model against tau, given the real last frame: first-frame error flat, last-frame
+   error falling as tau grows;
+2. both models against tau, given a silhouette sketch of the real last frame;
+3. the headline: at the largest tau (1), how much closer to the real end state the sketch-tuned model lands than
+   the image-tuned one given the same sketches (1 - ratio of their mean errors; standard error from a
+   paired bootstrap over clips).
 
-Usage (alone on a 2-core CPU the full run is ~10-15 min; --quick is a few minutes):
-    python benchmarks/recipe_check.py [--quick] [--out runs/recipe_check] [--steps N] [--sketch-steps M]
-        [--clips K] [--sample-steps S] [--threads T] [--reuse]
+Usage (the two trainings are independent: run `--train image` and `--train sketch` side by side, each
+with --threads 1, then the plain command measures; a finished run of the same config is reused):
+    python benchmarks/recipe_check.py [--out runs/recipe_check] [--train both|image|sketch] [--steps N]
+        [--clips K] [--sample-steps S] [--taus 0,0.5,1] [--threads T] [--quick]
 """
 
 from __future__ import annotations
@@ -32,136 +37,112 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from finetune.config import load_config  # noqa: E402
-from finetune.data import shape_centroid  # noqa: E402
-from finetune.train import build_dataset, train  # noqa: E402
-from pdedit.instructions import convert  # noqa: E402
-from pdedit.pipeline import load_pipeline, to_uint8  # noqa: E402
+from finetune.shapes import SHAPES_STEPS, shapes_config, train_or_reuse  # noqa: E402
+from finetune.train import build_dataset  # noqa: E402
+from pdedit.evaluate.tau import DEFAULT_TAUS, parse_taus, plot_curves, tau_curve  # noqa: E402
+from pdedit.pipeline import load_pipeline  # noqa: E402
 
-TAUS = (0.0, 0.25, 0.5, 1.0)
-CENTROID_THRESHOLD = 40  # grey levels: weaker differences from the black background are sampling noise
+SKETCH = ("sketch", "silhouette")  # the instruction kind and method the sketch-tuned model was trained on
 
 
-def centroid(frame: np.ndarray) -> np.ndarray:
-    """Shape centre (x, y) in px of a frame on black, ignoring faint noise below the threshold."""
-    clean = np.where(frame.max(axis=-1, keepdims=True) > CENTROID_THRESHOLD, frame, 0).astype(np.uint8)
-    return shape_centroid(clean)
+def closer(sketch_px: np.ndarray, image_px: np.ndarray, resamples: int = 2000) -> tuple[float, float]:
+    """1 - mean(sketch)/mean(image) over paired per-clip errors, and its paired-bootstrap standard error."""
+    value = 1.0 - sketch_px.mean() / image_px.mean()
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, len(sketch_px), (resamples, len(sketch_px)))
+    boot = 1.0 - sketch_px[idx].mean(axis=1) / image_px[idx].mean(axis=1)
+    return float(value), float(boot.std(ddof=1))
 
 
-def sample(pipe, clips, last_frames, tau: float, steps: int, seed: int) -> np.ndarray:
-    """Generate one video per clip: (K, F, H, W, 3) uint8."""
-    first = [c["frames"][0] for c in clips]
-    w = clips[0]["frames"].shape[2]
-    h = clips[0]["frames"].shape[1]
-    out = pipe(
-        prompt=[c["caption"] for c in clips], first_frame=first, last_frame=last_frames,
-        num_frames=clips[0]["frames"].shape[0], height=h, width=w, num_inference_steps=steps,
-        guidance_scale=1.0, tau=tau, generator=torch.Generator().manual_seed(seed), output_type="np",
-    ).frames
-    return np.stack([np.stack(to_uint8(out[i : i + 1])) for i in range(len(clips))])
+def sketch_offset(clips, method: str) -> np.ndarray:
+    """Per clip: distance (px) from the centre of a sketch's ink to the real square's centre (no model)."""
+    from pdedit.evaluate.tau import object_centre
+    from pdedit.instructions import convert
 
-
-def mean_se(values: list[float]) -> str:
-    """'mean ± standard error'."""
-    a = np.asarray(values, np.float64)
-    return f"{a.mean():.3f} ± {a.std(ddof=1) / np.sqrt(len(a)):.3f}"
-
-
-def scores(videos: np.ndarray, clips) -> dict[str, list[float]]:
-    """Per clip: first/last-frame MSE and centroid errors against the real first/last frames."""
-    out: dict[str, list[float]] = {"first_mse": [], "first_px": [], "last_mse": [], "last_px": []}
-    for video, clip in zip(videos, clips):
-        real_first, real_last = clip["frames"][0], clip["frames"][-1]
-        out["first_mse"].append(float(np.mean((video[0] / 255.0 - real_first / 255.0) ** 2)))
-        out["last_mse"].append(float(np.mean((video[-1] / 255.0 - real_last / 255.0) ** 2)))
-        out["first_px"].append(float(np.linalg.norm(centroid(video[0]) - centroid(real_first))))
-        out["last_px"].append(float(np.linalg.norm(centroid(video[-1]) - centroid(real_last))))
-    return out
+    return np.array([np.linalg.norm(object_centre(convert(c["frames"][-1], "sketch", method=method)) - c["centers"][-1, 0])
+                     for c in clips])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="short training, 48 clips, 10 sampling steps")
+    parser.add_argument("--quick", action="store_true", help="300 training steps, 32 clips, 10 sampling steps")
     parser.add_argument("--out", default="runs/recipe_check")
-    parser.add_argument("--steps", type=int, default=None, help="image-tuning steps (default 3000, quick 600)")
-    parser.add_argument("--sketch-steps", type=int, default=None, help="sketch-tuning steps (default 1000, quick 200)")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--clips", type=int, default=None, help="held-out clips (default 128, quick 48)")
+    parser.add_argument("--train", choices=("both", "image", "sketch"), default="both",
+                        help="train (or reuse) only this model and stop, or both and measure (default)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"training steps of each model (default {SHAPES_STEPS}, quick 300)")
+    parser.add_argument("--clips", type=int, default=None, help="held-out clips (default 128, quick 32)")
     parser.add_argument("--sample-steps", type=int, default=None, help="DDIM steps (default 25, quick 10)")
+    parser.add_argument("--taus", default=",".join(f"{t:g}" for t in DEFAULT_TAUS), help="tau values, comma-separated")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (1 is fastest on a busy CPU)")
-    parser.add_argument("--reuse", action="store_true", help="reuse trained models found in --out")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     if args.threads:
         torch.set_num_threads(args.threads)
-    steps = args.steps or (600 if args.quick else 3000)
-    sketch_steps = args.sketch_steps or (200 if args.quick else 1000)
-    n_clips = args.clips or (48 if args.quick else 128)
+    steps = args.steps or (300 if args.quick else SHAPES_STEPS)
+    taus = tuple(sorted(parse_taus(args.taus)))  # the headline reads the first and the last
+    n_clips = args.clips or (32 if args.quick else 128)
     sample_steps = args.sample_steps or (10 if args.quick else 25)
     out = Path(args.out)
-    common = [f"train.lr={args.lr}", "train.ema_decay=0.999", "train.validate_every=0", "train.validation_clips=2"]
 
-    # 1. Image-tuned model: the paper's recipe on moving shapes
-    image_cfg = load_config("tiny", [*common, f"train.output_dir={out / 'image'}", f"train.max_steps={steps}",
-                                     f"train.checkpoint_every={max(steps // 4, 1)}"])
-    t0 = time.perf_counter()
-    image_model = out / "image" / "final"
-    if not (args.reuse and image_model.is_dir()):
-        image_model = train(image_cfg, resume="latest")
-    t_image = time.perf_counter() - t0
+    # 1. The two models, each from scratch (a finished run of the same config is reused)
+    configs = {kind: shapes_config(kind, out / kind, steps) for kind in ("image", "sketch")}
+    models, seconds = {}, {}
+    for kind in ("image", "sketch") if args.train == "both" else (args.train,):
+        t0 = time.perf_counter()
+        models[kind] = train_or_reuse(configs[kind])
+        seconds[kind] = round(time.perf_counter() - t0, 1)
+    if args.train != "both":
+        print(f"{args.train}-tuned model: {models[args.train]} ({seconds[args.train] / 60:.1f} min)")
+        return
 
-    # 2. Sketch-tuned model: the image-tuned model, fine-tuned with sketched last-frame instructions
-    sketch_cfg = load_config("sketch", [*common, f"model.init={image_model}", f"train.output_dir={out / 'sketch'}",
-                                        f"train.max_steps={sketch_steps}", "train.warmup_steps=10",
-                                        f"train.checkpoint_every={max(sketch_steps // 2, 1)}"])
-    t0 = time.perf_counter()
-    sketch_model = out / "sketch" / "final"
-    if not (args.reuse and sketch_model.is_dir()):
-        sketch_model = train(sketch_cfg, resume="latest")
-    t_sketch = time.perf_counter() - t0
-
-    # 3. Held-out clips (another seed of the same generator)
-    held_out = build_dataset(image_cfg, held_out=True)
+    # 2. Held-out clips: another seed of the same generator
+    held_out = build_dataset(configs["image"], held_out=True)
     clips = [held_out[i] for i in range(n_clips)]
-    lasts = [c["frames"][-1] for c in clips]
-    static = [float(np.linalg.norm(centroid(c["frames"][0]) - centroid(c["frames"][-1]))) for c in clips]
+    pipes = {kind: load_pipeline(path) for kind, path in models.items()}
+    for pipe in pipes.values():
+        pipe.set_progress_bar_config(disable=True)
+    size = clips[0]["frames"].shape
+    print(f"recipe check: tiny PixelDance models in pixel space ({size[0]} frames of {size[2]}x{size[1]}), "
+          f"{steps} training steps each from scratch (this run trained for {seconds['image'] / 60:.1f} + "
+          f"{seconds['sketch'] / 60:.1f} min; 0 = reused); {n_clips} held-out clips, DDIM {sample_steps} steps, "
+          f"guidance 1, seed 1 at every tau")
 
-    # 4. tau sweep with the image-tuned model
-    pipe = load_pipeline(image_model)
-    pipe.set_progress_bar_config(disable=True)
-    results: dict[str, object] = {"space": "pixel", "clips": n_clips, "train_steps": steps,
-                                  "sketch_steps": sketch_steps, "sample_steps": sample_steps,
-                                  "train_seconds": round(t_image, 1), "sketch_seconds": round(t_sketch, 1)}
-    print(f"recipe check: tiny PixelDance model in pixel space (8 frames of "
-          f"{clips[0]['frames'].shape[2]}x{clips[0]['frames'].shape[1]}), {steps} image-tuning steps "
-          f"({t_image / 60:.1f} min), {sketch_steps} sketch-tuning steps ({t_sketch / 60:.1f} min); "
-          f"{n_clips} held-out clips, DDIM {sample_steps} steps, guidance 1")
-    print(f"reference: shape moves {mean_se(static)} px from first to last frame (a model that does not move)")
-    print(f"{'tau':>5} | {'first MSE':>15} | {'first px':>15} | {'last px':>15} | {'last MSE':>15}")
-    sweep = {}
-    for tau in TAUS:
-        s = scores(sample(pipe, clips, lasts, tau, sample_steps, seed=1), clips)
-        sweep[str(tau)] = {k: float(np.mean(v)) for k, v in s.items()}
-        print(f"{tau:5.2f} | {mean_se(s['first_mse']):>15} | {mean_se(s['first_px']):>15} | "
-              f"{mean_se(s['last_px']):>15} | {mean_se(s['last_mse']):>15}", flush=True)
-    results["tau_sweep"] = sweep
-    ratio = sweep["1.0"]["last_px"] / max(sweep["0.0"]["last_px"], 1e-9)
-    print(f"last-frame error at tau=1 / tau=0: {ratio:.2f} (below 1: the last frame steers the end state)")
+    # What each sketch form tells of the end state, before any model: where its ink is centred
+    for method in ("xdog", SKETCH[1]):
+        off = sketch_offset(clips, method)
+        print(f"{method} sketch of the last frame: its ink is centred {off.mean():.2f} ± "
+              f"{off.std(ddof=1) / np.sqrt(len(off)):.2f} px from the real square's centre")
 
-    # 5. Sketch instructions: sketch-tuned vs image-tuned model, same sketches, tau = 1
-    sketches = [convert(f, "sketch", method="xdog") for f in lasts]
-    sketch_pipe = load_pipeline(sketch_model)
-    sketch_pipe.set_progress_bar_config(disable=True)
-    by_model = {}
-    for name, p in (("sketch-tuned", sketch_pipe), ("image-tuned", pipe)):
-        s = scores(sample(p, clips, sketches, 1.0, sample_steps, seed=2), clips)
-        by_model[name] = float(np.mean(s["last_px"]))
-        print(f"sketch of the end state, tau=1, {name:>12}: last-frame centroid error {mean_se(s['last_px'])} px",
-              flush=True)
-    results["sketch"] = by_model
-    print(f"sketch-tuned / image-tuned centroid error: "
-          f"{by_model['sketch-tuned'] / max(by_model['image-tuned'], 1e-9):.2f}")
+    # 3. tau curves: the image-tuned model with real last frames; both models with sketches of them
+    kw = {"steps": sample_steps, "guidance": 1.0, "seed": 1, "batch_size": 64}
+    curves = [tau_curve(pipes["image"], clips, taus, name="image-tuned", **kw),
+              tau_curve(pipes["image"], clips, taus, instruction=SKETCH[0], method=SKETCH[1],
+                        name="image-tuned", **kw),
+              tau_curve(pipes["sketch"], clips, taus, instruction=SKETCH[0], method=SKETCH[1],
+                        name="sketch-tuned", **kw)]
+    print(f"the square moves {curves[0].moved_px.mean():.3f} ± {curves[0].to_dict()['moved_px']['se']:.3f} px "
+          f"from first to last frame (the error of a model that copies the first frame)")
+    for curve in curves:
+        print(f"\n{curve.model}, given the {curve.instruction} last frame:\n{curve.table()}", flush=True)
+    image_given_frame, image_given_sketch, sketch_given_sketch = curves
+    drop = image_given_frame.mean("last_px")[-1] / image_given_frame.mean("last_px")[0]
+    print(f"\nimage-tuned, last-frame error at tau={taus[-1]:g} / tau={taus[0]:g}: {drop:.2f} "
+          f"(below 1: the last frame steers the end state)")
+
+    # 4. The headline: same sketches, the largest tau
+    s_px, i_px = sketch_given_sketch.scores["last_px"][-1], image_given_sketch.scores["last_px"][-1]
+    value, se = closer(s_px, i_px)
+    print(f"sketch of the end state, tau={taus[-1]:g}: sketch-tuned {s_px.mean():.3f} ± {s_px.std(ddof=1) / np.sqrt(len(s_px)):.3f} px, "
+          f"image-tuned {i_px.mean():.3f} ± {i_px.std(ddof=1) / np.sqrt(len(i_px)):.3f} px: "
+          f"sketch-tuned {100 * value:.0f}% ± {100 * se:.0f}% closer")
+    plot = plot_curves(curves, out / "tau_curves.png",
+                       title=f"moving squares, {n_clips} held-out clips: end-state error against tau")
+    results = {"clips": n_clips, "train_steps": steps, "sample_steps": sample_steps, "train_seconds": seconds,
+               "curves": [c.to_dict() for c in curves], "sketch_closer": {"value": value, "se": se},
+               "plot": str(plot)}
     (out / "recipe_check.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    print(f"plot: {plot}")
 
 
 if __name__ == "__main__":
