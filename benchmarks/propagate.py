@@ -32,7 +32,7 @@ ezsynth environment, ezsynth runs on short windows (``--ezsynth-frames``, defaul
 style cases and both engines are reported in one table; without it that part is skipped with a reason.
 
 Run: ``python benchmarks/propagate.py`` (``--clips``/``--edits`` to pick, ``--frames`` per window,
-``--no-memory``, ``--no-quality``, ``--quality high``). Needs ../shared/data/videos.
+``--no-memory``, ``--no-quality``). Needs ../shared/data/videos.
 """
 
 from __future__ import annotations
@@ -415,7 +415,6 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=48, help="frames per quality window")
     parser.add_argument("--clips", default=",".join(CLIPS), help="comma-separated clip names")
     parser.add_argument("--edits", default=",".join(EDITS), help="comma-separated edit names")
-    parser.add_argument("--quality", default="fast", choices=["fast", "high"], help="engine quality mode")
     parser.add_argument("--baseline-rev", default=BASELINE_REV, help="git revision of the old engine ('' for none)")
     parser.add_argument("--no-memory", action="store_true", help="skip the 1394-frame memory and disk runs")
     parser.add_argument("--no-quality", action="store_true", help="only the speed, memory and disk runs")
@@ -433,7 +432,7 @@ def main() -> None:
         return
     if not VIDEOS.is_dir():
         sys.exit(f"real clips not found at {VIDEOS}")
-    config = PropagateConfig(quality=args.quality)
+    config = PropagateConfig()
     clips = {name: CLIPS[name] for name in args.clips.split(",") if name}
     edits = [e for e in args.edits.split(",") if e]
     rows = [] if args.no_quality else quality_table(clips, edits, args.frames, config, args.baseline_rev or None)

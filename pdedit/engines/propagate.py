@@ -79,7 +79,6 @@ _PRESETS = {
     "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
     "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
 }
-QUALITIES = ("fast", "high")
 SAME_SHOT = 0.12  # below this edge agreement (appearance.same_shot) a keyframe is not an edit of its frame
 
 
@@ -96,7 +95,6 @@ class PropagateConfig:
         screen_bins: luminance bins of the screen grid.
         feather: width (fraction of the flow frame's long side) of the blur that softens the edge of the
             region a carry reaches, so neither it nor the flow's patch grid shows as a seam.
-        quality: "fast" (the default) or "high" (adds a per-clip style model; see ``pdedit.engines.style``).
     """
 
     flow_side: int = 384
@@ -105,7 +103,6 @@ class PropagateConfig:
     screen_cells: int = 8
     screen_bins: int = 1
     feather: float = 0.02
-    quality: str = "fast"
 
 
 # ---------------------------------------------------------------- 2. flow, confidence, carrying
@@ -431,8 +428,6 @@ def propagate(
         raise ValueError(f"keyframe {keys[-1]} is past the end of a {n}-frame clip")
     if config.preset not in _PRESETS:
         raise BadInput(f"flow preset {config.preset!r} is not one of {', '.join(_PRESETS)}")
-    if config.quality not in QUALITIES:
-        raise BadInput(f"propagate quality {config.quality!r} is not one of {', '.join(QUALITIES)}")
     folder = tempfile.mkdtemp(prefix="pdedit-propagate-")
     try:
         yield from _render(frames, keyframes, keys, n, folder, config, progress)
