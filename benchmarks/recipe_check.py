@@ -34,9 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from finetune.config import load_config  # noqa: E402
 from finetune.data import shape_centroid  # noqa: E402
-from finetune.train import build_dataset, train  # noqa: E402
+from finetune.data import build_dataset  # noqa: E402
+from finetune.train import train  # noqa: E402
 from pdedit.instructions import convert  # noqa: E402
-from pdedit.pipeline import load_pipeline, to_uint8  # noqa: E402
+from pdedit import load_pipeline, to_uint8  # noqa: E402
 
 TAUS = (0.0, 0.25, 0.5, 1.0)
 CENTROID_THRESHOLD = 40  # grey levels: weaker differences from the black background are sampling noise

@@ -54,10 +54,6 @@ class LTXEngine(OpenModelEngine):
     """
 
     name = "ltx"
-    # The model's own defaults, for `pdedit generate` when --frames/--fps/--guidance are not given.
-    default_frames = 121
-    default_fps = 25.0
-    default_guidance = 3.0
 
     def _load(self) -> Any:
         """Load the folder as an LTXConditionPipeline (an LTXPipeline folder has the same components)."""
@@ -130,7 +126,7 @@ class LTXEngine(OpenModelEngine):
                 num_frames=plan.model_frames,
                 frame_rate=float(job.fps) * (plan.model_frames - 1) / (int(job.num_frames) - 1),
                 num_inference_steps=steps,
-                guidance_scale=float(self.default_guidance if job.guidance is None else job.guidance),
+                guidance_scale=job.guidance_scale(),
                 image_cond_noise_scale=float(job.image_noise),
                 generator=torch.Generator(device="cpu").manual_seed(int(job.seed)),
                 output_type="np",

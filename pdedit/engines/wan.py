@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from pdedit.conditioning import drop_last_frame, last_frame_schedule
+from pdedit.engines.job import refuse_keyframes
 from pdedit.engines.open_models import (
     OpenModelEngine,
     RenderPlan,
@@ -66,10 +67,6 @@ class WanEngine(OpenModelEngine):
     """
 
     name = "wan"
-    # The model's own defaults, for `pdedit generate` when --frames/--fps/--guidance are not given.
-    default_frames = 81
-    default_fps = 16.0
-    default_guidance = 5.0
 
     def _load(self) -> Any:
         """Load the pipeline; the VAE and CLIP image encoder stay float32, as diffusers advises for Wan."""
@@ -120,9 +117,7 @@ class WanEngine(OpenModelEngine):
 
     def _check_job(self, job: Any) -> None:
         """Wan takes a first and a last frame only; the last only on FLF2V models."""
-        if job.keyframes:
-            raise Unsupported(f"the wan engine conditions on the first and last frame only, but keyframes "
-                              f"{sorted(job.keyframes)} were given: use --engine ltx for keyframes")
+        refuse_keyframes(self.name, job.keyframes)
         if job.last is not None and not self._takes_last_frame():
             raise Unsupported(f"{self.model} is an image-to-video Wan model without a last-frame condition: "
                               f"use Wan2.1 FLF2V (Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers) or drop the last frame")
@@ -163,7 +158,7 @@ class WanEngine(OpenModelEngine):
                 width=w,
                 num_frames=plan.model_frames,
                 num_inference_steps=int(job.steps),
-                guidance_scale=float(self.default_guidance if job.guidance is None else job.guidance),
+                guidance_scale=job.guidance_scale(),
                 generator=torch.Generator(device="cpu").manual_seed(int(job.seed)),
                 output_type="np",
                 callback_on_step_end=tracker,
