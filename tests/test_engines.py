@@ -164,7 +164,7 @@ def test_model_init_tiny_kind_makes_a_folder_story_runs_on(kind, tmp_path):
     assert result.exit_code == 0, result.output
     assert choose("auto", folder).name == kind
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # written atomically
-    first = save_image(tmp_path / "first.png", np.random.default_rng(0).integers(0, 256, (32, 64, 3), np.uint8))
+    save_image(tmp_path / "first.png", np.random.default_rng(0).integers(0, 256, (32, 64, 3), np.uint8))
     board = tmp_path / "story.yaml"
     board.write_text("first: first.png\nframes: 5\nsteps: 1\nshots:\n  - prompt: a fox\n  - prompt: a dog\n")
     out = tmp_path / "story.mp4"

@@ -395,6 +395,36 @@ class OpenModelEngine:
 
         return [frames[i] for i in even_indices(0, len(frames) - 1, plan.model_frames)]
 
+    def _job_kwargs(self, job: Any, plan: RenderPlan, tracker: StepTracker) -> dict[str, Any]:
+        """The pipeline arguments every open model takes the same way: text, grid, steps, guidance, seed, step hook."""
+        w, h = plan.model_size
+        return {
+            "prompt": job.prompt,
+            "negative_prompt": job.negative_prompt or None,
+            "height": h,
+            "width": w,
+            "num_frames": plan.model_frames,
+            "num_inference_steps": int(job.steps),
+            "guidance_scale": job.guidance_scale(),
+            "generator": torch.Generator(device="cpu").manual_seed(int(job.seed)),
+            "output_type": "np",
+            "callback_on_step_end": tracker,
+        }
+
+    def _call(self, **kwargs: Any) -> np.ndarray:
+        """Run the pipeline: the video as float (F', H', W', 3) in [0, 1]."""
+        return np.asarray(self.pipe(**kwargs).frames[0])
+
+    def _source_latents(self, job: Any, plan: RenderPlan) -> torch.Tensor:
+        """The source clip at the model's frame positions and size, VAE-encoded (the mode): ``(1, C, f, h, w)``."""
+        pipe = self.pipe
+        w, h = plan.model_size
+        video = pipe.video_processor.preprocess_video(frames_to_pil(self._source_frames(job, plan)), height=h,
+                                                      width=w)
+        video = video.to(device=pipe._execution_device, dtype=pipe.vae.dtype)  # (1, 3, F, H, W) in [-1, 1]
+        with torch.no_grad():
+            return pipe.vae.encode(video).latent_dist.mode()  # what diffusers' retrieve_latents(argmax) gives
+
     def render(self, job: Any, progress: bool = False) -> Iterator[np.ndarray]:
         """Render the job: ``job.num_frames`` uint8 (H, W, 3) frames at ``job.size``, in order."""
         from pdedit.video import resize_frame, to_uint8
