@@ -564,6 +564,8 @@ def _sampling_options(func):
              "  pdedit sample clip.mp4 && pdedit frames clip.mp4 --out keys\n"
              "  pdedit generate --model tiny-model --prompt 'a slow pan' --first keys/frame_00000.png -o out.mp4\n"
              "  pdedit generate --model tiny-model --prompt 'a slow pan' --first a.png --last b.png --tau 0.5 -o magic.mp4\n"
+             "  pdedit model init --tiny --kind ltx tiny-ltx && pdedit generate --model tiny-ltx --prompt 'a slow pan' "
+             "--first keys/frame_00000.png --frames 9 --size 64x48 --steps 2 -o ltx.mp4\n"
              "  pdedit generate --model ./Wan2.1-FLF2V-14B-720P-diffusers --prompt 'a slow pan' --first a.png "
              "--last b.png --tau 0.6 --size 1280x720 -o wan.mp4")
 @click.option("--prompt", required=True, help="Text instruction.")

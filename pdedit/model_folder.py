@@ -71,7 +71,7 @@ def hub_or_local(model: str | Path) -> tuple[str, bool]:
 
 @contextlib.contextmanager
 def quiet_loading() -> Iterator[None]:
-    """Hide diffusers' and transformers' loading bars while loading: a library call stays quiet."""
+    """Hide diffusers' and transformers' progress bars while loading (or saving) a model: a library call stays quiet."""
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
@@ -111,7 +111,8 @@ def save_folder(write: Callable[[Path], Any], output: str | Path, force: bool = 
         raise BadInput(f"cannot write {out}: folder {out.parent} does not exist; create it first")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        write(tmp)
+        with quiet_loading():  # save_pretrained's "Writing model shards" bars
+            write(tmp)
         return replace_folder(tmp, out)
     finally:
         if tmp.exists():

@@ -510,7 +510,7 @@ def _tiny_sd_pipeline(kind: str, folder: Path) -> Path:
     from diffusers import DDIMScheduler, StableDiffusionImg2ImgPipeline, StableDiffusionInstructPix2PixPipeline
     from diffusers import UNet2DConditionModel
 
-    from pdedit.models.build import _tiny_text_encoder, _tiny_tokenizer, _tiny_vae
+    from pdedit.model_init import _tiny_text_encoder, _tiny_tokenizer, _tiny_vae
 
     torch.manual_seed(0)
     tokenizer = _tiny_tokenizer()

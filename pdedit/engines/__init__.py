@@ -5,9 +5,9 @@
 - ``pixeldance``: the PixelDance pipeline (arXiv 2311.10982) from a local diffusers folder.
 - ``wan``, ``ltx``: the open first/last-frame models (Wan2.1 FLF2V, LTX-Video) under the same tau schedule.
 
-Each engine's capabilities are declared once, here, in its ``EngineSpec``: the model folders it runs,
-whether it takes middle keyframes, its default clip length, fps, guidance and steps, the options its
-constructor accepts and how to get a model for it. Nothing outside ``pdedit.engines`` names an engine:
+Each engine's capabilities are declared once, in its ``EngineSpec`` (``pdedit.engines.specs``): the model
+folders it runs, whether it takes middle keyframes, its default clip length, fps, guidance and steps, the
+options its constructor accepts and how to get a model for it. Nothing outside ``pdedit.engines`` names an engine:
 the editor, the generation step, the CLI and the app ask the spec. The engine classes are imported only
 when one is built, so choosing one (and refusing bad input) costs no torch import.
 
@@ -30,6 +30,7 @@ from pdedit.model_folder import how_to_make, read_model_index
 
 __all__ = ["EditJob", "Engine", "EngineSpec", "EngineChoice", "ENGINES", "choose", "choose_engine", "get_engine",
            "build_engine", "refuse_keyframes", "generative_engines"]
+
 
 @dataclass(frozen=True)
 class EngineChoice:
@@ -104,6 +105,9 @@ def choose(name: str = "auto", model: str | Path | None = None) -> EngineChoice:
     if name == "auto":
         index = read_model_index(path, how_to_make(str(path)))
         spec = engine_for_class(index["_class_name"])
+        for convertible in (s for s in ENGINES.values() if spec is None and index["_class_name"] in
+                            dict(s.converts_from)):
+            convertible.check_folder(path, index)  # raises: says how to convert it
         if spec is None:
             classes = [c for s in ENGINES.values() for c in s.model_classes]
             raise MissingModel(f"{path} holds a {index['_class_name']}, which no pdedit engine runs "

@@ -46,6 +46,7 @@ class EngineSpec:
         guidance, steps: its default text guidance and denoising steps.
         options: keyword options its constructor accepts (e.g. "offload", "scheduler").
         hint: how to get a model folder for it, given the folder the user named.
+        converts_from: (model class, command making a folder for this engine from one, with ``{folder}``).
     """
 
     name: str
@@ -60,6 +61,7 @@ class EngineSpec:
     steps: int | None = None
     options: tuple[str, ...] = ()
     hint: Callable[[str], str] = how_to_make
+    converts_from: tuple[tuple[str, str], ...] = ()
 
     @property
     def needs_model(self) -> bool:
@@ -77,9 +79,10 @@ class EngineSpec:
             if owner is not None:
                 raise MissingModel(f"{path} holds a {kind}, not a model for the {self.name} engine: "
                                    f"use --engine {owner.name} (or auto)")
-            if kind == "TextToVideoSDPipeline" and self.name == "pixeldance":
-                raise MissingModel(f"{path} holds a {kind} model, not a PixelDancePipeline: convert it with "
-                                   f"`pdedit model init --from-t2v {path} OUT`")
+            convert = dict(self.converts_from).get(kind)
+            if convert is not None:
+                raise MissingModel(f"{path} holds a {kind} model, not a {self.model_classes[0]}: convert it with "
+                                   f"`{convert.format(folder=path)}`")
             raise MissingModel(f"{path} holds a {kind}, which the {self.name} engine does not run "
                                f"(model_index.json should name one of {', '.join(self.model_classes)}): "
                                f"{self.hint(str(path))}")
@@ -109,6 +112,7 @@ ENGINES: dict[str, EngineSpec] = {
         target="pdedit.engines.pixeldance:PixelDanceEngine", model_classes=("PixelDancePipeline",),
         components=("vae", "text_encoder", "tokenizer", "unet", "scheduler"),
         frames=16, fps=8.0, guidance=7.5, steps=25, options=("device", "dtype", "scheduler"),
+        converts_from=(("TextToVideoSDPipeline", "pdedit model init --from-t2v {folder} OUT"),),
     ),
     "wan": EngineSpec(
         name="wan", summary="Wan2.1 FLF2V (first/last-frame to video) under the tau schedule",
