@@ -368,18 +368,29 @@ def _index_pairs(values: tuple[str, ...], option: str, convert: Callable[[str], 
                    "per layer; auto = the fastest that fits the VRAM estimate [default: auto].")
 @click.option("--compare", "compare_path", default=None, metavar="OUT",
               help="Also write a labelled side-by-side video of the source window and the edit here (.mp4).")
+@click.option("--spec-mode", type=click.Choice(["auto", "per-frame", "keyframes"]), default="auto", show_default=True,
+              help="When --first-edit and --last-edit are the same auto: spec (propagate engine): per-frame applies it "
+                   "to every frame, smoothed along the motion; keyframes carries the two edited keyframes; auto = "
+                   "per-frame. The command says which it did.")
 def edit_cmd(video: str, first_edit: str, last_edit: str | None, output: str, engine: str, model: str | None,
              start: float | None, end: float | None, frames: int | None, fps: float | None, size: str | None,
              resize: str, prompt: str, negative_prompt: str, tau: float, strength: float, steps: int,
              guidance: float, image_noise: float, seed: int, instruction: str, edit_model: str | None, crf: int,
              no_audio: bool, preview: str | None, force: bool, as_json: bool, keyframes: tuple[str, ...],
-             keyframe_taus: tuple[str, ...], offload: str | None, compare_path: str | None) -> None:
+             keyframe_taus: tuple[str, ...], offload: str | None, compare_path: str | None,
+             spec_mode: str) -> None:
     """Edit VIDEO from its edited first (and last) frame.
 
-    With no --model the weight-free propagate engine carries the edits along the video's own
-    motion; with a PixelDance model the clip is regenerated from the edited keyframes
-    (zero-shot editing, arXiv 2311.10982). Edit images are edited frames of VIDEO (see
-    `pdedit frames`); an aspect ratio off by more than 2% is an error.
+    With no --model the weight-free propagate engine makes every frame what the keyframes' edit
+    would have made of it: colour and screen-position changes (grades, vignettes, overlays) are
+    applied at each frame, marks on objects move with them, and nothing crosses a scene cut. With
+    a PixelDance model the clip is regenerated from the edited keyframes (zero-shot editing,
+    arXiv 2311.10982). Edit images are edited frames of VIDEO (see `pdedit frames`); an aspect
+    ratio off by more than 2%, or an image that is not an edit of its frame, is an error.
+
+    Temporary disk (propagate): about 20 bytes per pixel of its 384-pixel flow resolution per
+    frame of the longest stretch between two keyframes (1.7 MB per frame at 16:9; 2.3 GB for 1394
+    frames with two keyframes, 85 MB with a --keyframe every 50 frames), removed at the end.
     """
     import json
 
@@ -394,7 +405,7 @@ def edit_cmd(video: str, first_edit: str, last_edit: str | None, output: str, en
         preview=preview, force=force, progress=sys.stderr.isatty(),
         keyframes=_index_pairs(keyframes, "--keyframe", str),
         keyframe_tau=_index_pairs(keyframe_taus, "--keyframe-tau", float), offload=offload,
-        report=lambda line: click.echo(line, err=True), compare=compare_path,
+        report=lambda line: click.echo(line, err=True), compare=compare_path, spec_mode=spec_mode,
     )
     if as_json:
         click.echo(json.dumps(result.to_dict()))

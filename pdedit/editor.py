@@ -118,6 +118,26 @@ def _check_aspect(edit: _Edit, which: str, info: pv.VideoInfo) -> None:
         )
 
 
+SPEC_MODES = ("auto", "per-frame", "keyframes")
+
+
+def _per_frame_spec(first: _Edit, last: _Edit | None, extra: dict, spec_mode: str, generative: bool,
+                    edit_model, seed: int) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The per-frame edit when the user gave one ``auto:`` spec for both keyframes (and wants it per frame)."""
+    if spec_mode not in SPEC_MODES:
+        raise BadInput(f"--spec-mode {spec_mode!r} is unknown: use one of {', '.join(SPEC_MODES)}")
+    same = (last is not None and first.spec is not None and last.spec is not None and first.text == last.text
+            and first.text.startswith("auto:") and not extra)
+    if spec_mode == "per-frame" and (not same or generative):
+        raise BadInput("--spec-mode per-frame applies one edit spec to every frame of the propagate engine: give the "
+                       "same auto:... spec as --first-edit and --last-edit, no --keyframe and no --model")
+    if not same or generative or spec_mode == "keyframes":
+        return None
+    from pdedit.instructions import apply_edit
+
+    return lambda frame: apply_edit(frame, first.spec, edit_model=edit_model, seed=seed)
+
+
 def _even_size(width: int, height: int) -> tuple[int, int]:
     """The video's own size with even sides (H.264 yuv420p needs them)."""
     return max(2, width - width % 2), max(2, height - height % 2)
@@ -204,6 +224,7 @@ def edit_video(
     keyframe_tau: Mapping[int, float] | None = None,
     offload: str | None = None,
     compare: str | os.PathLike | None = None,
+    spec_mode: str = "auto",
 ) -> EditResult:
     """Edit a window of ``video`` from edited keyframes and write it to ``output``.
 
@@ -240,6 +261,9 @@ def edit_video(
         keyframe_tau: per keyframe position (the last one's included), the fraction of the steps that see
             it [default: ``tau``]; for the ltx and wan engines.
         offload: none | model | sequential | auto, for the open-model engines (wan, ltx) [default: auto].
+        spec_mode: when ``first_edit`` and ``last_edit`` are the same ``auto:`` spec and the engine is
+            propagate: "per-frame" applies it to every frame (smoothed along the flow), "keyframes"
+            carries the two edited keyframes, "auto" (default) means per-frame. ``report`` says which.
         compare: also write a labelled side-by-side mp4 of the source window and the edit here
             (``pdedit.compare.write_comparison``).
 
@@ -273,6 +297,11 @@ def edit_video(
     for edit, which in ((first, "--first-edit"), (last, "--last-edit"), *((e, f"--keyframe {i}") for i, e in extra.items())):
         if edit is not None:
             _check_aspect(edit, which, info)
+    per_frame = _per_frame_spec(first, last, extra, spec_mode, generative, edit_model, seed)
+    if per_frame is not None:
+        engine_options["per_frame"] = per_frame
+        reason += (f"; {first.text} on both keyframes: applying it to every frame, smoothed along the motion "
+                   "(--spec-mode keyframes carries the two keyframes instead)")
     inputs = [video, first.path, last.path if last else None, *(e.path for e in extra.values())]
     pv.check_output(output, inputs=inputs, force=force)
     if preview is not None:

@@ -626,8 +626,10 @@ class PropagateEngine:
 
     name = "propagate"
 
-    def __init__(self, config: PropagateConfig | None = None):
+    def __init__(self, config: PropagateConfig | None = None, per_frame=None):
+        """``per_frame``: an edit (uint8 frame -> uint8 frame) to apply to every frame instead of carrying keyframes."""
         self.config = config or PropagateConfig()
+        self.per_frame = per_frame
 
     def render(self, job, progress: bool = False) -> Iterator[np.ndarray]:
         """Yield ``job.num_frames`` edited frames of ``job.source`` at ``job.size``."""
@@ -636,6 +638,8 @@ class PropagateEngine:
         n = len(job.source)
         if job.num_frames != n:
             raise ValueError(f"job asks for {job.num_frames} frames but the source clip has {n}")
+        if self.per_frame is not None:
+            return per_frame(job.source, self.per_frame, num_frames=n, config=self.config, progress=progress)
         keyframes = {0: job.first}
         keyframes.update(job.keyframes or {})
         if job.last is not None:

@@ -104,8 +104,9 @@ class EngineSpec:
 
 ENGINES: dict[str, EngineSpec] = {
     "propagate": EngineSpec(
-        name="propagate", summary="weight-free: carries the edits along the source video's optical flow",
-        target="pdedit.engines.propagate:PropagateEngine", takes_keyframes=True,
+        name="propagate", summary="weight-free: the keyframes' edit applied to every frame, marks carried "
+        "along the source video's optical flow",
+        target="pdedit.engines.propagate:PropagateEngine", takes_keyframes=True, options=("per_frame",),
     ),
     "pixeldance": EngineSpec(
         name="pixeldance", summary="PixelDance (arXiv 2311.10982) from a local model folder",
