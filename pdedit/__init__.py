@@ -50,6 +50,9 @@ _EXPORTS = {
     # engines and the editor
     **{name: "pdedit.engines" for name in ("EditJob", "Engine", "ENGINES", "get_engine", "choose_engine")},
     **{name: "pdedit.editor" for name in ("edit_video", "EditResult")},
+    # evaluation: edit metrics and model metrics
+    **{name: "pdedit.evaluate.edit" for name in ("evaluate_edits", "EditReport")},
+    **{name: "pdedit.evaluate.model" for name in ("evaluate_model", "Protocol", "Extractors")},
 }
 
 __all__ = ["PdeditError", "BadInput", "MissingModel", "Unsupported", "__version__", *_EXPORTS]

@@ -404,3 +404,19 @@ def test_a_pickle_that_carries_code_is_refused_not_run(video_sets, tmp_path):
     result = run("eval", "model", "--real", video_sets["real"], "--generated", video_sets["same"],
                  "--metrics", "fvd", "--i3d", bad)
     assert_refused(result, before, tmp_path, "I3D", "weights_only")
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--generated", "same", "--model", "tiny"], ["exactly one of --generated", "--model"]),
+    (["--generated", "nothere"], ["--generated", "nothere", "not a folder"]),
+    (["--generated", "same", "--metrics", "is"], ["10 splits", "--is-splits 1"]),
+    (["--generated", "same", "--metrics", "clipsim"], ["CLIPSIM", "prompt", "clip0.mp4"]),
+    (["--generated", "same", "--metrics", "fvd,psnr"], ["--metrics", "fvd, fid, is, clipsim"]),
+    (["--model", "tiny", "--prompts", "bad.csv"], ["row 2", "first"]),
+])
+def test_bad_eval_model_input_is_refused_before_any_work(video_sets, tmp_path, monkeypatch, args, words):
+    monkeypatch.chdir(video_sets["real"].parent)
+    (tmp_path / "bad.csv").write_text("prompt,first\na blob,\nanother,real/clip1.mp4\n")
+    before = snapshot(tmp_path)
+    args = [str(tmp_path / a) if a == "bad.csv" else a for a in args]
+    assert_refused(run("eval", "model", "--real", "real", *args), before, tmp_path, *words)

@@ -48,7 +48,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """SSIM of two uint8 RGB frames (scikit-image, Gaussian-free 7x7 windows, channels averaged)."""
+    """SSIM of two uint8 RGB frames (scikit-image: uniform 7x7 windows, channels averaged)."""
     from skimage.metrics import structural_similarity
 
     side = min(a.shape[:2])
@@ -255,21 +255,27 @@ def plot_per_frame(report: EditReport, path: str | os.PathLike) -> Path:
     if any(v.per_frame["oracle_psnr"] is not None for v in report.videos):
         panels.append(("oracle_psnr", "PSNR vs the oracle (dB)"))
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * len(panels)), squeeze=False)
+
+    def positions(values: list, pairs: bool) -> np.ndarray:
+        """x of each figure: its frame's place in the window (0 first, 1 last), so clips of any length align;
+        a pair (t, t+1) is drawn at t + 1, the frame it judges."""
+        count = len(values) + (1 if pairs else 0)
+        return (np.arange(len(values)) + (1 if pairs else 0)) / max(1, count - 1)
+
     for ax, (key, title) in zip(axes[:, 0], panels):
         for v in report.videos:
             values = v.per_frame[key]
-            if values is None:
-                continue
-            ys = [np.nan if y is None else y for y in values]
-            # pair figures (t, t+1) are drawn at t + 1, the frame they judge
-            xs = np.arange(len(ys)) + (0 if key == "oracle_psnr" else 1)
-            ax.plot(xs, ys, marker=".", label=v.path.name)
+            if values is not None:
+                ax.plot(positions(values, key != "oracle_psnr"), [np.nan if y is None else y for y in values],
+                        marker=".", label=v.path.name)
         if key == "warp_error" and report.videos:
-            floor = report.videos[0].per_frame["source_warp_error"]
-            ax.plot(np.arange(len(floor)) + 1, [np.nan if y is None else y for y in floor], "k--", lw=1,
-                    label="source")
+            first = report.videos[0]
+            floor = first.per_frame["source_warp_error"]
+            ax.plot(positions(floor, True), [np.nan if y is None else y for y in floor], "k--", lw=1,
+                    label=f"source (as {first.path.name})")
+            ax.set_yscale("log")  # flicker multiplies the error: ratios read best on a log axis
         ax.set_title(title, fontsize=10)
-        ax.set_xlabel("frame")
+        ax.set_xlabel("place in the window (0 = first frame, 1 = last)")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.tight_layout()

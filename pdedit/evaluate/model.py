@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from pdedit import video as pv
-from pdedit.errors import BadInput
+from pdedit.errors import BadInput, Unsupported
 
 logger = logging.getLogger(__name__)
 
@@ -170,10 +170,8 @@ def read_prompts(path: str | os.PathLike) -> list[_Row]:
     return rows
 
 
-def _instruction(path: Path, size: tuple[int, int], which: str, line: int) -> np.ndarray:
+def _instruction(path: Path, size: tuple[int, int]) -> np.ndarray:
     """An image instruction at ``size``: the image, or the first frame of a video."""
-    if not path.exists():
-        raise BadInput(f"prompts row {line}: {which} {path} does not exist (paths are relative to the CSV)")
     frame = pv.open_clip(path, num_frames=2).first() if path.suffix.lower() in VIDEO_SUFFIXES else pv.load_image(path)
     return pv.resize_frame(frame, size, "crop")
 
@@ -189,10 +187,8 @@ def _generate(model: str | os.PathLike, rows: Sequence[_Row], protocol: Protocol
     pipe.set_progress_bar_config(disable=True)
     wh = size or pipe.default_size
     for i, row in enumerate(rows):
-        if row.first is None:
-            raise BadInput(f"prompts row {i + 2} has no 'first' image: PixelDance generates from a first frame")
-        first = _instruction(row.first, wh, "first", i + 2)
-        last = _instruction(row.last, wh, "last", i + 2) if row.last else None
+        first = _instruction(row.first, wh)
+        last = _instruction(row.last, wh) if row.last else None
         result = pipe(prompt=row.prompt, first_frame=first, last_frame=last, num_frames=protocol.frames,
                       width=wh[0], height=wh[1], num_inference_steps=steps, guidance_scale=guidance, tau=tau,
                       generator=torch.Generator().manual_seed(seed + i), output_type="np")
@@ -250,11 +246,15 @@ class _Features:
 
 def _device(device: str) -> str:
     """"auto" -> "cuda" when torch sees a GPU, else "cpu"."""
-    if device != "auto":
-        return device
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise Unsupported(f"--device {device}: torch sees no CUDA GPU here; use --device cpu (slow) or auto")
+    if not device.startswith(("cuda", "cpu")):
+        raise BadInput(f"--device {device!r} is unknown: use auto, cpu or cuda")
+    return device
 
 
 def evaluate_model(real: str | os.PathLike, *, generated: str | os.PathLike | None = None,
@@ -309,6 +309,12 @@ def evaluate_model(real: str | os.PathLike, *, generated: str | os.PathLike | No
         rows = rows[:protocol.num_samples] if protocol.num_samples else rows
         if len(rows) < 2:
             raise BadInput(f"prompts file {prompts} has {len(rows)} row(s); the metrics need at least 2 clips")
+        for line, row in enumerate(rows, start=2):
+            if row.first is None:
+                raise BadInput(f"prompts row {line} has no 'first' image: PixelDance generates from a first frame")
+            for which, path in (("first", row.first), ("last", row.last)):
+                if path is not None and not path.exists():
+                    raise BadInput(f"prompts row {line}: {which} {path} does not exist (paths are relative to the CSV)")
     if "is" in metrics:
         count = len(gen_files) if generated is not None else len(rows)
         if count < protocol.is_splits:
