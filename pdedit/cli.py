@@ -720,7 +720,7 @@ def eval_group() -> None:
     """Measure edits and models."""
 
 
-@eval_group.command("edit", epilog="\b\nExample:\n  pdedit sample clip.mp4 --size 160x120\n"
+@eval_group.command("edit", epilog="\b\nExample:\n  pdedit sample clip.mp4 --seconds 1 --size 160x120\n"
                     "  pdedit edit clip.mp4 --first-edit auto:sepia --last-edit auto:sepia -o sepia.mp4\n"
                     "  pdedit eval edit clip.mp4 sepia.mp4 --oracle auto:sepia --plot frames.png")
 @click.argument("source")
@@ -749,10 +749,15 @@ def eval_edit_cmd(source: str, edited: tuple[str, ...], first_edit: str | None, 
     """
     import json
 
+    from pathlib import Path
+
+    from pdedit.errors import BadInput
     from pdedit.evaluate.edit import evaluate_edits, format_table, plot_per_frame
     from pdedit.video import check_output
 
     if plot:
+        if Path(plot).suffix.lower() != ".png":
+            raise BadInput(f"--plot {plot} must end in .png")
         check_output(plot, inputs=[source, *edited], force=force)
     report = evaluate_edits(source, list(edited), first_edit=first_edit, last_edit=last_edit, oracle=oracle,
                             start=start, end=end, fps=fps, resize=resize, progress=sys.stderr.isatty())
@@ -788,7 +793,7 @@ def eval_edit_cmd(source: str, edited: tuple[str, ...], first_edit: str | None, 
 @click.option("--fid-size", type=int, default=299, show_default=True, help="Frame side the Inception sees.")
 @click.option("--fid-frames", type=int, default=None, help="Frames per clip for FID [default: all].")
 @click.option("--is-splits", type=int, default=10, show_default=True, help="Splits of the Inception Score.")
-@click.option("--size", default=None, help=SIZE_HELP + " of generated clips [default: the model's]")
+@click.option("--size", default=None, help="Size WxH of generated clips, multiples of 8 [default: the model's].")
 @click.option("--steps", type=click.IntRange(1), default=25, show_default=True, help="Denoising steps.")
 @click.option("--guidance", type=click.FloatRange(0), default=7.5, show_default=True, help="Text guidance scale.")
 @click.option("--tau", type=click.FloatRange(0, 1), default=1.0, show_default=True,

@@ -1,8 +1,8 @@
 """CLIPSIM (Wu et al., GODIVA 2021): the mean CLIP similarity of a clip's frames to its prompt.
 
-The CLIP is a transformers folder (config, weights, tokenizer, image preprocessor) on local disk;
-published CLIPSIM figures on MSR-VTT (PixelDance's 0.3125 among them) use ViT-B/32 and report the raw
-cosine similarity averaged over frames, not scaled by 100.
+The CLIP is a transformers folder (config, weights, tokenizer, image preprocessor) on local disk.
+Published CLIPSIM figures on MSR-VTT are usually made with ViT-B/32 and given as the raw cosine
+similarity averaged over frames (about 0.3), not scaled by 100.
 """
 
 from __future__ import annotations

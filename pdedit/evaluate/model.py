@@ -1,6 +1,6 @@
 """The paper's model metrics: FVD, FID, IS and CLIPSIM of generated clips against real ones.
 
-PixelDance (arXiv 2311.10982, Tables 1 and 2) reports FVD and CLIPSIM on MSR-VTT, and IS, FID and FVD
+PixelDance (arXiv 2311.10982) reports FVD and CLIPSIM on MSR-VTT, and IS, FID and FVD
 on UCF-101. Here the generated clips come from a PixelDance model folder (one per row of a prompts
 CSV) or from a folder of clips made elsewhere; the real clips from a folder of videos. Every
 extractor is read from a local file or folder (`pdedit.evaluate.i3d`, `.inception`, `.c3d`, `.clip`).
