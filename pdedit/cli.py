@@ -799,13 +799,16 @@ def eval_edit_cmd(source: str, edited: tuple[str, ...], first_edit: str | None, 
 @click.option("--tau", type=click.FloatRange(0, 1), default=1.0, show_default=True,
               help="Fraction of the steps that see the last frame.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of row 1 (row i: seed + i - 1).")
+@click.option("--save-generated", default=None,
+              help="New folder to keep the clips --model generates (with a prompts.csv), to score again "
+                   "with --generated.")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts).")
 def eval_model_cmd(real: str, model: str | None, generated: str | None, prompts: str | None, metrics: str,
                    i3d: str | None, inception: str | None, c3d: str | None, clip_dir: str | None, frames: int,
                    fps: float | None, num_samples: int | None, fvd_size: int, i3d_layer: str, fid_size: int,
                    fid_frames: int | None, is_splits: int, size: str | None, steps: int, guidance: float,
-                   tau: float, seed: int, device: str, as_json: bool) -> None:
+                   tau: float, seed: int, save_generated: str | None, device: str, as_json: bool) -> None:
     """FVD, FID, IS and CLIPSIM of a model's clips against real videos (the paper's metrics).
 
     Extractor weights are read from local files only (nothing is downloaded). The protocol knobs
@@ -824,7 +827,7 @@ def eval_model_cmd(real: str, model: str | None, generated: str | None, prompts:
         metrics=[m.strip() for m in metrics.split(",") if m.strip()],
         extractors=Extractors(i3d=i3d, inception=inception, c3d=c3d, clip=clip_dir), protocol=protocol,
         size=parse_size(size) if size else None, steps=steps, guidance=guidance, tau=tau, seed=seed,
-        device=device, progress=sys.stderr.isatty(),
+        save_generated=save_generated, device=device, progress=sys.stderr.isatty(),
     )
     out = report.to_dict()
     if as_json:

@@ -382,10 +382,19 @@ def test_eval_model_on_folders_is_zero_against_itself_and_grows_with_noise(extra
     assert noisy["fvd"] > 1e-3 and noisy["fid"] > 1e-3 and noisy["is"] is None
 
 
-def test_eval_model_generates_one_clip_per_prompt_with_the_model(extractors, video_sets, tiny_model_dir):
+def test_eval_model_generates_one_clip_per_prompt_and_can_keep_them(extractors, video_sets, tiny_model_dir,
+                                                                     tmp_path):
+    kept = tmp_path / "kept"
     report = _eval_model(extractors, "--real", video_sets["real"], "--model", tiny_model_dir,
-                         "--prompts", video_sets["gen"], "--metrics", "fvd,is", "--steps", "2", "--size", "64x48")
+                         "--prompts", video_sets["gen"], "--metrics", "fvd,is", "--steps", "2", "--size", "64x48",
+                         "--save-generated", kept)
     assert report["generated_clips"] == 2 and report["fvd"] > 0 and report["is"] >= 1.0
+    assert sorted(p.name for p in kept.iterdir()) == ["clip_00001.mp4", "clip_00002.mp4", "prompts.csv"]
+    assert probe(kept / "clip_00001.mp4").frame_count == 8
+    again = _eval_model(extractors, "--real", video_sets["real"], "--generated", kept, "--prompts",
+                        kept / "prompts.csv", "--metrics", "fvd")
+    # The kept clips went through H.264, so their FVD is close to, not equal to, the first run's.
+    assert again["generated_clips"] == 2 and again["fvd"] == pytest.approx(report["fvd"], rel=0.5)
 
 
 def test_missing_extractor_is_an_error_naming_the_model_and_where_to_get_it(video_sets, tmp_path):
