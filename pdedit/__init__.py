@@ -52,6 +52,9 @@ _EXPORTS = {
     **{name: "pdedit.story" for name in ("generate_long", "Shot", "load_storyboard")},
     **{name: "pdedit.editor" for name in ("edit_video", "EditResult")},
     "write_comparison": "pdedit.compare",
+    # evaluation: edit metrics and model metrics
+    **{name: "pdedit.evaluate.edit" for name in ("evaluate_edits", "EditReport")},
+    **{name: "pdedit.evaluate.model" for name in ("evaluate_model", "Protocol", "Extractors")},
 }
 
 __all__ = ["PdeditError", "BadInput", "MissingModel", "Unsupported", "__version__", *_EXPORTS]

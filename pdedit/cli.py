@@ -670,6 +670,136 @@ def story_cmd(storyboard: str, first_path: str | None, engine: str, offload: str
     click.echo(output)
 
 
+# ---- eval: measure edits and models (pdedit.evaluate) ----
+
+
+@cli.group("eval")
+def eval_group() -> None:
+    """Measure edits and models."""
+
+
+@eval_group.command("edit", epilog="\b\nExample:\n  pdedit sample clip.mp4 --seconds 1 --size 160x120\n"
+                    "  pdedit edit clip.mp4 --first-edit auto:sepia --last-edit auto:sepia -o sepia.mp4\n"
+                    "  pdedit eval edit clip.mp4 sepia.mp4 --oracle auto:sepia --plot frames.png")
+@click.argument("source")
+@click.argument("edited", nargs=-1, required=True)
+@click.option("--first-edit", default=None, help="The edited first frame the edits were given (image or spec).")
+@click.option("--last-edit", default=None, help="The edited last frame the edits were given (image or spec).")
+@click.option("--oracle", default=None, metavar="auto:NAME",
+              help="Also score every frame against this auto: edit applied per frame (and use it for missing "
+                   "--first-edit/--last-edit).")
+@click.option("--start", type=float, default=None, help="Source window start in seconds, as given to edit.")
+@click.option("--end", type=float, default=None, help="Source window end in seconds, as given to edit.")
+@click.option("--fps", type=float, default=None, help="The --fps given to edit, if any.")
+@click.option("--resize", type=click.Choice(["crop", "pad", "fit"]), default="crop", show_default=True,
+              help="How source frames and edit images were fitted to the edited size.")
+@click.option("--plot", default=None, help="Also write a PNG plot of the per-frame figures here.")
+@click.option("--force", is_flag=True, help="Replace the plot if it exists.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts).")
+def eval_edit_cmd(source: str, edited: tuple[str, ...], first_edit: str | None, last_edit: str | None,
+                  oracle: str | None, start: float | None, end: float | None, fps: float | None, resize: str,
+                  plot: str | None, force: bool, as_json: bool) -> None:
+    """Score edited versions of SOURCE: keyframe PSNR/SSIM, warping error along the source's flow, flow EPE.
+
+    Each EDITED clip is compared with the source window sampled at its own frame count and size. The
+    warping error is also given as a ratio to the source's own (1.0 = as steady as the source); flow
+    EPE (pixels) says how much of the source's motion the edit kept.
+    """
+    import json
+
+    from pathlib import Path
+
+    from pdedit.errors import BadInput
+    from pdedit.evaluate.edit import evaluate_edits, format_table, plot_per_frame
+    from pdedit.video import check_output
+
+    if plot:
+        if Path(plot).suffix.lower() != ".png":
+            raise BadInput(f"--plot {plot} must end in .png")
+        check_output(plot, inputs=[source, *edited], force=force)
+    report = evaluate_edits(source, list(edited), first_edit=first_edit, last_edit=last_edit, oracle=oracle,
+                            start=start, end=end, fps=fps, resize=resize, progress=sys.stderr.isatty())
+    if plot:
+        plot_per_frame(report, plot)
+    click.echo(json.dumps(report.to_dict()) if as_json else format_table(report))
+    if plot and not as_json:
+        click.echo(plot)
+
+
+@eval_group.command("model", epilog="\b\nExample (extractor weights downloaded beforehand):\n"
+                    "  pdedit eval model --model my-model --prompts prompts.csv --real ucf101/ "
+                    "--i3d rgb_imagenet.pt \\\n    --inception pt_inception-2015-12-05-6726825d.pth "
+                    "--c3d c3d_ucf101.safetensors --clip clip-vit-base-patch32/\n"
+                    "  pdedit eval model --generated clips/ --real real/ --metrics fvd --i3d rgb_imagenet.pt")
+@click.option("--real", required=True, help="Folder of real videos.")
+@click.option("--model", default=None, help="PixelDance model folder that generates one clip per prompt row.")
+@click.option("--generated", default=None, help="Folder of clips generated elsewhere (instead of --model).")
+@click.option("--prompts", default=None,
+              help="CSV: a prompt column, first/last instruction paths (for --model) or video file names (for "
+                   "--generated, needed by clipsim).")
+@click.option("--metrics", default="fvd,fid,is,clipsim", show_default=True, help="Comma-separated metrics.")
+@click.option("--i3d", default=None, help="I3D (Kinetics-400) state dict for FVD.")
+@click.option("--inception", default=None, help="FID Inception-v3 state dict for FID.")
+@click.option("--c3d", default=None, help="C3D (UCF-101) state dict for IS.")
+@click.option("--clip", "clip_dir", default=None, help="CLIP model folder (transformers) for CLIPSIM.")
+@click.option("--frames", type=int, default=16, show_default=True, help="Frames per clip, real and generated.")
+@click.option("--fps", type=float, default=None, help="Sample clips at this rate [default: each video's own].")
+@click.option("--num-samples", type=int, default=None, help="At most this many clips of each set [default: all].")
+@click.option("--fvd-size", type=int, default=224, show_default=True, help="Frame side the I3D sees.")
+@click.option("--i3d-layer", type=click.Choice(["logits", "pool"]), default="logits", show_default=True,
+              help="I3D output used for FVD.")
+@click.option("--fid-size", type=int, default=299, show_default=True, help="Frame side the Inception sees.")
+@click.option("--fid-frames", type=int, default=None, help="Frames per clip for FID [default: all].")
+@click.option("--is-splits", type=int, default=10, show_default=True, help="Splits of the Inception Score.")
+@click.option("--size", default=None, help="Size WxH of generated clips, multiples of 8 [default: the model's].")
+@click.option("--steps", type=click.IntRange(1), default=25, show_default=True, help="Denoising steps.")
+@click.option("--guidance", type=click.FloatRange(0), default=7.5, show_default=True, help="Text guidance scale.")
+@click.option("--tau", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+              help="Fraction of the steps that see the last frame.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of row 1 (row i: seed + i - 1).")
+@click.option("--save-generated", default=None,
+              help="New folder to keep the clips --model generates (with a prompts.csv), to score again "
+                   "with --generated.")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts).")
+def eval_model_cmd(real: str, model: str | None, generated: str | None, prompts: str | None, metrics: str,
+                   i3d: str | None, inception: str | None, c3d: str | None, clip_dir: str | None, frames: int,
+                   fps: float | None, num_samples: int | None, fvd_size: int, i3d_layer: str, fid_size: int,
+                   fid_frames: int | None, is_splits: int, size: str | None, steps: int, guidance: float,
+                   tau: float, seed: int, save_generated: str | None, device: str, as_json: bool) -> None:
+    """FVD, FID, IS and CLIPSIM of a model's clips against real videos (the paper's metrics).
+
+    Extractor weights are read from local files only (nothing is downloaded). The protocol knobs
+    (--frames, --fps, --num-samples, --fvd-size, --i3d-layer, --fid-size, --fid-frames, --is-splits)
+    change the figures: compare numbers made with the same ones.
+    """
+    import json
+
+    from pdedit.evaluate.model import Extractors, Protocol, evaluate_model
+    from pdedit.video import parse_size
+
+    protocol = Protocol(frames=frames, fps=fps, num_samples=num_samples, fvd_size=fvd_size, i3d_layer=i3d_layer,
+                        fid_size=fid_size, fid_frames=fid_frames, is_splits=is_splits)
+    report = evaluate_model(
+        real, generated=generated, model=model, prompts=prompts,
+        metrics=[m.strip() for m in metrics.split(",") if m.strip()],
+        extractors=Extractors(i3d=i3d, inception=inception, c3d=c3d, clip=clip_dir), protocol=protocol,
+        size=parse_size(size) if size else None, steps=steps, guidance=guidance, tau=tau, seed=seed,
+        save_generated=save_generated, device=device, progress=sys.stderr.isatty(),
+    )
+    out = report.to_dict()
+    if as_json:
+        click.echo(json.dumps(out))
+        return
+    click.echo(f"{out['generated_clips']} generated clips ({out['generated']}) against {out['real_clips']} real "
+               f"({out['real']})")
+    for key, label in (("fvd", "FVD"), ("fid", "FID"), ("is", "IS"), ("clipsim", "CLIPSIM")):
+        if out[key] is not None:
+            extra = f" +- {out['is_std']:.3f}" if key == "is" else ""
+            click.echo(f"  {label:8s} {out[key]:.4f}{extra}")
+    click.echo("  protocol " + ", ".join(f"{k}={v}" for k, v in out["protocol"].items()))
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(obj={}, prog_name="pdedit")
