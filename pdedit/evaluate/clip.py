@@ -59,7 +59,7 @@ def load_clip(folder: str | os.PathLike | None, device: str = "cpu") -> ClipScor
                            f"download the whole folder; {CLIP_HINT}")
     from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
 
-    from pdedit.pipeline import quiet_loading
+    from pdedit.model_folder import quiet_loading
 
     try:
         with quiet_loading():
