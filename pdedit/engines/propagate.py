@@ -361,12 +361,28 @@ def _pair_models(a: _Key, b: _Key, config: PropagateConfig) -> str:
     return name
 
 
+def _local_slope(key: _Key, step: float = 8.0) -> np.ndarray:
+    """How much the keyframe's appearance model changes per level of source change at each pixel, (h, w).
+
+    What alpha should be where the keyframes show the same content (nothing moved there to tell): a
+    vignette's gain, 1 for a grade's mid-tones or an additive mark, near 0 under an opaque overlay the
+    screen grid took in.
+    """
+    up = np.clip(key.source.astype(np.int16) + int(step), 0, 255).astype(np.uint8)
+    down = np.clip(key.source.astype(np.int16) - int(step), 0, 255).astype(np.uint8)
+    change = (up.astype(np.float32) - down.astype(np.float32)).sum(2)
+    slope = (key.appearance(up) - key.appearance(down)).sum(2) / np.maximum(change, 1.0)
+    slope = np.where(change > 0, slope, 1.0)
+    return np.clip(cv2.GaussianBlur(slope.astype(np.float32), (0, 0), 2.0), 0.0, 1.2)
+
+
 def _screen_split(a: _Key, b: _Key, to_b: np.ndarray, to_a: np.ndarray, size: tuple[int, int]):
     """Per pixel of each keyframe: the share of its residual that stays on the screen, and the screen alpha.
 
     ``to_b`` maps keyframe a's pixels to b (the backward carry's state at a), ``to_a`` the other way.
     Screen hypothesis: at each screen position the edit follows the source by one factor, ``E_a - E_b =
-    alpha (S_a - S_b)`` (least squares over a 3x3 window and the channels, pulled toward alpha = 1): alpha 0
+    alpha (S_a - S_b)`` (least squares over a 3x3 window and the channels, pulled toward the appearance
+    model's own local slope where nothing moved): alpha 0
     is an opaque overlay, 1 an additive mark, a gain in between a local darkening. Object hypothesis: a's
     residual reappears in b where the flow takes it (and b's in a). The share is a soft vote between the
     two misfits. Where the flow is not confident the screen hypothesis stands only if it fits by itself
@@ -376,10 +392,11 @@ def _screen_split(a: _Key, b: _Key, to_b: np.ndarray, to_a: np.ndarray, size: tu
     ds = a.source.astype(np.float32) - b.source.astype(np.float32)
     de = a.edit.astype(np.float32) - b.edit.astype(np.float32)
     window = (3, 3)
-    lam = 3.0 * 8.0**2  # the pull toward alpha = 1, as if one pixel's 8 levels of source change agreed with it
+    lam = 3.0 * 8.0**2  # the pull toward alpha0, as if one pixel's 8 levels of source change agreed with it
     num = cv2.boxFilter((ds * de).sum(2), -1, window, normalize=False)
     den = cv2.boxFilter((ds * ds).sum(2), -1, window, normalize=False)
-    alpha = np.clip((num + lam) / (den + lam), 0.0, 1.2)[..., None].astype(np.float32)
+    alpha0 = 0.5 * (_local_slope(a) + _local_slope(b))
+    alpha = np.clip((num + lam * alpha0) / (den + lam), 0.0, 1.2)[..., None].astype(np.float32)
     # A residual worth placing: large in either keyframe at this screen position (a logo is in both).
     significant = np.clip((np.maximum(np.abs(a.residual).sum(2), np.abs(b.residual).sum(2)) - 6.0) / 18.0, 0.0, 1.0)
     screen_misfit = np.abs(alpha * ds - de).sum(2)
