@@ -38,9 +38,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from finetune.shapes import SHAPES_STEPS, shapes_config, train_or_reuse  # noqa: E402
-from finetune.train import build_dataset  # noqa: E402
+from finetune.data import build_dataset  # noqa: E402
 from pdedit.evaluate.tau import DEFAULT_TAUS, parse_taus, plot_curves, tau_curve  # noqa: E402
-from pdedit.pipeline import load_pipeline  # noqa: E402
+from pdedit import load_pipeline  # noqa: E402
 
 SKETCH = ("sketch", "silhouette")  # the instruction kind and method the sketch-tuned model was trained on
 

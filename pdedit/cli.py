@@ -152,7 +152,7 @@ def frames_cmd(video: str, out_dir: str, count: int | None, start: float | None,
 
 @cli.command("app", epilog="\b\nExample:\n  pip install 'pdedit[app]' && pdedit app --port 7860\n"
                            "  then open http://127.0.0.1:7860 in a browser")
-@click.option("--model", default=None, help="PixelDance model folder for the pixeldance engine and the Generate "
+@click.option("--model", default=None, help="Model folder for the generative engines (pixeldance, wan, ltx) and the Generate "
                                             "tab [default: none; edits use the weight-free propagate engine].")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; 0.0.0.0 lets other machines on the network use the app.")
@@ -178,9 +178,6 @@ def app_cmd(model: str | None, host: str, port: int, max_upload_mb: int) -> None
 
 
 # ---- instructions: autoedit, annotate, gallery (pdedit.instructions) ----
-
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
-
 
 def _check_image_output(output: str, inputs: tuple, force: bool) -> None:
     """BadInput unless OUTPUT is a PNG/JPEG path that may be written."""
@@ -254,7 +251,7 @@ def annotate_cmd(image: str, kind: str, method: str | None, boxes_file: str | No
     from pathlib import Path
 
     from pdedit.instructions import convert
-    from pdedit.video import load_image, open_clip, save_image
+    from pdedit.video import VIDEO_SUFFIXES, load_image, open_clip, save_image
 
     # 1. Check everything before the work.
     _check_image_output(output, (image,), force)
@@ -318,6 +315,7 @@ def _index_pairs(values: tuple[str, ...], option: str, convert: Callable[[str], 
 
 @cli.command("edit", epilog="\b\nExamples:\n  pdedit sample clip.mp4\n"
              "  pdedit edit clip.mp4 --first-edit auto:sepia --last-edit auto:sepia -o edited.mp4 --preview sheet.png\n"
+             "  pdedit edit clip.mp4 --first-edit auto:night -o night.mp4 --compare night_vs_source.mp4\n"
              "  pdedit frames clip.mp4 --out keys   # edit keys/*.png in any painter, then:\n"
              "  pdedit edit clip.mp4 --first-edit first.png --last-edit last.png -o edited.mp4")
 @click.argument("video")
@@ -368,18 +366,31 @@ def _index_pairs(values: tuple[str, ...], option: str, convert: Callable[[str], 
 @click.option("--offload", type=click.Choice(["auto", "none", "model", "sequential"]), default=None,
               help="GPU memory saving of the wan/ltx engines: model = enable_model_cpu_offload, sequential = "
                    "per layer; auto = the fastest that fits the VRAM estimate [default: auto].")
+@click.option("--compare", "compare_path", default=None, metavar="OUT",
+              help="Also write a labelled side-by-side video of the source window and the edit here (.mp4).")
+@click.option("--spec-mode", type=click.Choice(["auto", "per-frame", "keyframes"]), default="auto", show_default=True,
+              help="When --first-edit and --last-edit are the same auto: spec (propagate engine): per-frame applies it "
+                   "to every frame, smoothed along the motion; keyframes carries the two edited keyframes; auto = "
+                   "per-frame. The command says which it did.")
 def edit_cmd(video: str, first_edit: str, last_edit: str | None, output: str, engine: str, model: str | None,
              start: float | None, end: float | None, frames: int | None, fps: float | None, size: str | None,
              resize: str, prompt: str, negative_prompt: str, tau: float, strength: float, steps: int,
              guidance: float, image_noise: float, seed: int, instruction: str, edit_model: str | None, crf: int,
              no_audio: bool, preview: str | None, force: bool, as_json: bool, keyframes: tuple[str, ...],
-             keyframe_taus: tuple[str, ...], offload: str | None) -> None:
+             keyframe_taus: tuple[str, ...], offload: str | None, compare_path: str | None,
+             spec_mode: str) -> None:
     """Edit VIDEO from its edited first (and last) frame.
 
-    With no --model the weight-free propagate engine carries the edits along the video's own
-    motion; with a PixelDance model the clip is regenerated from the edited keyframes
-    (zero-shot editing, arXiv 2311.10982). Edit images are edited frames of VIDEO (see
-    `pdedit frames`); an aspect ratio off by more than 2% is an error.
+    With no --model the weight-free propagate engine makes every frame what the keyframes' edit
+    would have made of it: colour and screen-position changes (grades, vignettes, overlays) are
+    applied at each frame, marks on objects move with them, and nothing crosses a scene cut. With
+    a PixelDance model the clip is regenerated from the edited keyframes (zero-shot editing,
+    arXiv 2311.10982). Edit images are edited frames of VIDEO (see `pdedit frames`); an aspect
+    ratio off by more than 2%, or an image that is not an edit of its frame, is an error.
+
+    Temporary disk (propagate): about 20 bytes per pixel of its 384-pixel flow resolution per
+    frame of the longest stretch between two keyframes (1.7 MB per frame at 16:9; 2.3 GB for 1394
+    frames with two keyframes, 85 MB with a --keyframe every 50 frames), removed at the end.
     """
     import json
 
@@ -394,7 +405,7 @@ def edit_cmd(video: str, first_edit: str, last_edit: str | None, output: str, en
         preview=preview, force=force, progress=sys.stderr.isatty(),
         keyframes=_index_pairs(keyframes, "--keyframe", str),
         keyframe_tau=_index_pairs(keyframe_taus, "--keyframe-tau", float), offload=offload,
-        report=lambda line: click.echo(line, err=True),
+        report=lambda line: click.echo(line, err=True), compare=compare_path, spec_mode=spec_mode,
     )
     if as_json:
         click.echo(json.dumps(result.to_dict()))
@@ -405,42 +416,32 @@ def edit_cmd(video: str, first_edit: str, last_edit: str | None, output: str, en
     click.echo(str(result.output))
     if result.preview:
         click.echo(str(result.preview))
+    if result.comparison:
+        click.echo(str(result.comparison))
+
+
+@cli.command("compare", epilog="\b\nExample:\n  pdedit sample clip.mp4 && pdedit edit clip.mp4 --first-edit auto:sepia "
+             "--last-edit auto:sepia -o sepia.mp4\n  pdedit compare clip.mp4 sepia.mp4 -o side_by_side.mp4 "
+             "--label source --label sepia")
+@click.argument("videos", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, help="Output video (.mp4).")
+@click.option("--label", "labels", multiple=True, help="Caption of each video, in order [default: the file names].")
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
+def compare_cmd(videos: tuple[str, ...], output: str, labels: tuple[str, ...], force: bool) -> None:
+    """Write a labelled side-by-side video of VIDEOS (a source and its edits; a grid for more than three).
+
+    The tiles are time-aligned on the first video, which also gives the fps, the tile height and the audio.
+    """
+    from pdedit.compare import write_comparison
+
+    click.echo(str(write_comparison(videos, output, labels=labels or None, force=force,
+                                    progress=sys.stderr.isatty())))
 
 
 # ---- PixelDance models and generation (pdedit.models, pdedit.pipeline, pdedit.story) ----
 
 SCHEDULER_NAMES = ["ddim", "dpm++", "euler", "unipc"]  # pdedit.pipeline.SCHEDULERS, without importing torch
-
-
-def _save_model_folder(pipe, output: str, force: bool) -> None:
-    """save_pretrained into a temporary folder beside OUTPUT, then rename it into place."""
-    import shutil
-    import tempfile
-    from pathlib import Path
-
-    from pdedit.errors import BadInput
-
-    out = Path(output)
-    if out.exists() and not force:
-        raise BadInput(f"{out} already exists: pass --force to replace it, or choose another folder")
-    if not out.parent.resolve().is_dir():
-        raise BadInput(f"cannot write {out}: folder {out.parent} does not exist; create it first")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        pipe.save_pretrained(str(tmp), safe_serialization=True)
-        if out.exists():
-            old = tmp.with_name(tmp.name + ".old")
-            out.rename(old)
-            tmp.rename(out)
-            if old.is_dir():
-                shutil.rmtree(old)
-            else:
-                old.unlink()
-        else:
-            tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+TINY_KINDS = ["pixeldance", "wan", "ltx"]  # pdedit.model_init.TINY_BUILDERS, without importing torch
 
 
 @cli.group("model")
@@ -449,42 +450,54 @@ def model_group() -> None:
 
 
 @model_group.command("init", epilog="\b\nExamples:\n  pdedit model init --tiny tiny-model\n"
+                     "  pdedit model init --tiny --kind wan tiny-wan   # then: pdedit generate --model tiny-wan ...\n"
                      "  pdedit model init --from-t2v ./text-to-video-ms-1.7b pixeldance-init")
 @click.argument("output")
 @click.option("--tiny", is_flag=True, help="A tiny random model (seconds to build; for tests and trying things).")
+@click.option("--kind", type=click.Choice(TINY_KINDS), default="pixeldance", show_default=True,
+              help="With --tiny: the kind of model folder, i.e. the engine that runs it (wan: Wan2.1 FLF2V classes, "
+                   "ltx: LTX-Video classes).")
 @click.option("--from-t2v", "source", default=None, metavar="SRC",
               help="A diffusers text-to-video folder or hub id: conv_in widened to [z_t, c_image], new weights zero.")
-@click.option("--frames", type=click.IntRange(2), default=None, help="Default frames of the model [tiny: 8, t2v: 16].")
-@click.option("--fps", type=click.IntRange(1), default=8, show_default=True, help="Default fps of the model.")
+@click.option("--frames", type=click.IntRange(2), default=None,
+              help="Default frames of a PixelDance model [tiny: 8, t2v: 16].")
+@click.option("--fps", type=click.IntRange(1), default=8, show_default=True, help="Default fps of a PixelDance model.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the tiny model's random weights.")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
-def model_init_cmd(output: str, tiny: bool, source: str | None, frames: int | None, fps: int, seed: int,
+def model_init_cmd(output: str, tiny: bool, kind: str, source: str | None, frames: int | None, fps: int, seed: int,
                    force: bool) -> None:
-    """Write a new PixelDance model folder to OUTPUT.
+    """Write a new model folder to OUTPUT (diffusers format, safetensors).
 
     No PixelDance weights are public: --tiny gives random weights that run anywhere; --from-t2v
     starts from a text-to-video model (e.g. ModelScope) that behaves as before until fine-tuned with
-    `python -m finetune`.
+    `python -m finetune`. --tiny --kind wan|ltx makes tiny random folders of the open models' classes,
+    to try the wan and ltx engines without their download (their clips are noise).
     """
     from pathlib import Path
 
     from pdedit.errors import BadInput
+    from pdedit.model_folder import save_folder
 
     if tiny == (source is not None):
         raise BadInput("give exactly one of --tiny or --from-t2v SRC (e.g. `pdedit model init --tiny tiny-model`)")
     if Path(output).exists() and not force:
         raise BadInput(f"{output} already exists: pass --force to replace it, or choose another folder")
-    from pdedit.models import build_tiny_pipeline, convert_t2v_pipeline
+    pixeldance = kind == TINY_KINDS[0]
+    if not pixeldance and (frames or not tiny):
+        raise BadInput(f"--kind {kind} makes a tiny model only, with the model's own clip length: drop "
+                       f"{'--frames' if frames else '--from-t2v'}")
+    from pdedit.model_init import build_tiny_model, convert_t2v_pipeline
 
     if tiny:
-        pipe = build_tiny_pipeline(seed=seed)
-        if frames:
+        pipe = build_tiny_model(kind, seed=seed)
+        if pixeldance and frames:
             pipe.register_to_config(num_frames=frames)
     else:
         click.echo(f"converting {source}", err=True)
         pipe = convert_t2v_pipeline(source, num_frames=frames or 16, fps=fps)
-    pipe.register_to_config(fps=fps)
-    _save_model_folder(pipe, output, force)
+    if pixeldance:
+        pipe.register_to_config(fps=fps)
+    save_folder(lambda tmp: pipe.save_pretrained(str(tmp), safe_serialization=True), output, force)
     click.echo(output)
 
 
@@ -495,7 +508,7 @@ def model_info_cmd(model_dir: str, as_json: bool) -> None:
     """Show a model folder's components, parameter counts, default frames and size."""
     import json
 
-    from pdedit.pipeline import load_pipeline
+    from pdedit.engines.pixeldance import load_pipeline
 
     pipe = load_pipeline(model_dir, device=None)  # counting parameters needs no GPU
     components = {}
@@ -526,20 +539,27 @@ def model_info_cmd(model_dir: str, as_json: bool) -> None:
 def _sampling_options(func):
     """The sampler options shared by `generate` and `story` (same names, same meaning)."""
     options = [
-        click.option("--model", required=True, help="PixelDance model folder (make one: `pdedit model init`)."),
+        click.option("--model", required=True,
+                     help="Model folder: PixelDance (`pdedit model init`), Wan2.1 FLF2V or LTX-Video."),
+        click.option("--engine", default="auto", show_default=True,
+                     help="auto | pixeldance | wan | ltx (auto: the --model folder's kind, from its model_index.json)."),
+        click.option("--offload", type=click.Choice(["auto", "none", "model", "sequential"]), default=None,
+                     help="GPU memory saving of the wan/ltx engines [default: auto, the fastest that fits]."),
         click.option("--negative-prompt", default=None, help="Text for the unconditional branch [default: empty]."),
         click.option("--tau", type=click.FloatRange(0, 1), default=None,
                      help="Fraction of the steps that see the last frame [default: 1.0]."),
         click.option("--steps", type=click.IntRange(1), default=None, help="Denoising steps [default: 25]."),
         click.option("--guidance", type=click.FloatRange(0), default=None,
-                     help="Text guidance scale; <= 1 disables guidance [default: 7.5]."),
-        click.option("--frames", type=click.IntRange(2), default=None, help="Frames per clip [default: the model's]."),
+                     help="Text guidance scale; <= 1 disables guidance [default: the engine's own: 7.5 pixeldance, "
+                          "5 wan, 3 ltx]."),
+        click.option("--frames", type=click.IntRange(2), default=None,
+                     help="Frames per clip [default: the model's: 81 wan, 121 ltx, a PixelDance folder's own]."),
         click.option("--fps", type=click.FloatRange(0, min_open=True), default=None,
-                     help="Frames per second of the video [default: the model's]."),
-        click.option("--size", default=None, help=SIZE_HELP + " [default: the model's size]"),
+                     help="Frames per second of the video [default: the model's: 16 wan, 25 ltx]."),
+        click.option("--size", default=None, help=SIZE_HELP + " [default: the model's size, or from the first image]"),
         click.option("--seed", type=int, default=None, help="Random seed [default: 0]."),
         click.option("--scheduler", type=click.Choice(SCHEDULER_NAMES), default=None,
-                     help="Sampler [default: the model's, DDIM]."),
+                     help="Sampler of the pixeldance engine [default: the model's, DDIM]."),
         click.option("--image-noise", type=click.FloatRange(0), default=None,
                      help="Noise added to the image instructions [default: 0]."),
         click.option("--preview", default=None, help="Also write a labelled preview sheet (PNG) of the frames here."),
@@ -551,32 +571,30 @@ def _sampling_options(func):
     return func
 
 
-def _or(value, default):
-    """``value`` unless it is None."""
-    return default if value is None else value
-
-
 @cli.command("generate", epilog="\b\nExamples:\n  pdedit model init --tiny tiny-model\n"
              "  pdedit sample clip.mp4 && pdedit frames clip.mp4 --out keys\n"
              "  pdedit generate --model tiny-model --prompt 'a slow pan' --first keys/frame_00000.png -o out.mp4\n"
              "  pdedit generate --model tiny-model --prompt 'a slow pan' --first a.png --last b.png --tau 0.5 -o magic.mp4\n"
+             "  pdedit model init --tiny --kind ltx tiny-ltx && pdedit generate --model tiny-ltx --prompt 'a slow pan' "
+             "--first keys/frame_00000.png --frames 9 --size 64x48 --steps 2 -o ltx.mp4\n"
              "  pdedit generate --model ./Wan2.1-FLF2V-14B-720P-diffusers --prompt 'a slow pan' --first a.png "
              "--last b.png --tau 0.6 --size 1280x720 -o wan.mp4")
 @click.option("--prompt", required=True, help="Text instruction.")
 @click.option("--first", "first_path", required=True, help="First-frame instruction (image); cropped to --size.")
 @click.option("--last", "last_path", default=None, help="Last-frame instruction (image): magic mode [default: none].")
-@click.option("--engine", default="auto", show_default=True,
-              help="auto | pixeldance | wan | ltx (auto: the --model folder's kind, from its model_index.json).")
-@click.option("--offload", type=click.Choice(["auto", "none", "model", "sequential"]), default=None,
-              help="GPU memory saving of the wan/ltx engines [default: auto, the fastest that fits].")
 @_sampling_options
 def generate_cmd(prompt: str, first_path: str, last_path: str | None, engine: str, offload: str | None, model: str,
                  negative_prompt: str | None, tau: float | None, steps: int | None, guidance: float | None,
                  frames: int | None, fps: float | None, size: str | None, seed: int | None, scheduler: str | None,
                  image_noise: float | None, preview: str | None, force: bool, output: str) -> None:
-    """Generate a clip from a prompt and a first frame (basic mode), optionally a last frame (magic mode)."""
-    from pdedit.video import check_output, load_image, parse_size, preview_sheet, resize_frame, write_video
+    """Generate a clip from a prompt and a first frame (basic mode), optionally a last frame (magic mode).
 
+    Runs any generative engine (pixeldance, wan, ltx): auto picks it from the --model folder.
+    """
+    from pdedit.generation import generate_video, open_generator
+    from pdedit.video import check_output, load_image, parse_size, preview_sheet, write_video
+
+    # 1. Check everything before the work.
     inputs = [p for p in (first_path, last_path) if p]
     wh = parse_size(size) if size else None
     check_output(output, inputs=inputs, force=force)
@@ -584,61 +602,12 @@ def generate_cmd(prompt: str, first_path: str, last_path: str | None, engine: st
         check_output(preview, inputs=[*inputs, output], force=force)
     first = load_image(first_path)
     last = load_image(last_path) if last_path else None
-
-    from pdedit.engines import ENGINES, EditJob, choose_engine
-    from pdedit.errors import BadInput
-
-    name, _ = choose_engine(engine, model)
-    if name in ("wan", "ltx"):
-        # The open first/last-frame models, with the same tau schedule (pdedit.engines.wan / .ltx).
-        if scheduler:
-            raise BadInput(f"--scheduler {scheduler} applies to PixelDance models; the {name} engine uses its own")
-        from pdedit.video import default_size
-
-        runner = ENGINES[name](model, **({"offload": offload} if offload else {}))
-        wh = wh or default_size(first.shape[1], first.shape[0])
-        job = EditJob(
-            source=None, first=resize_frame(first, wh, "crop"),
-            last=resize_frame(last, wh, "crop") if last is not None else None,
-            num_frames=_or(frames, runner.default_frames), fps=_or(fps, runner.default_fps), size=wh,
-            prompt=prompt, negative_prompt=negative_prompt or "", tau=_or(tau, 1.0), steps=_or(steps, 25),
-            guidance=_or(guidance, runner.default_guidance), seed=_or(seed, 0), image_noise=_or(image_noise, 0.0),
-        )
-        video = list(runner.render(job, progress=sys.stderr.isatty()))
-        write_video(output, video, job.fps, force=force, inputs=inputs)
-        if preview:
-            preview_sheet(video, preview)
-        click.echo(output)
-        return
-    if name != "pixeldance" or offload:
-        raise BadInput(f"pdedit generate runs pixeldance, wan or ltx models (--offload: wan, ltx only); "
-                       f"{model} is for the {name} engine")
-
-    import torch
-
-    from pdedit.pipeline import load_pipeline, to_uint8
-
-    pipe = load_pipeline(model)
-    if scheduler:
-        pipe.set_scheduler(scheduler)
-    wh = wh or pipe.default_size
-    result = pipe(
-        prompt=prompt,
-        first_frame=resize_frame(first, wh, "crop"),
-        last_frame=resize_frame(last, wh, "crop") if last is not None else None,
-        negative_prompt=negative_prompt,
-        num_frames=frames,
-        width=wh[0],
-        height=wh[1],
-        num_inference_steps=_or(steps, 25),
-        guidance_scale=_or(guidance, 7.5),
-        tau=_or(tau, 1.0),
-        image_noise=_or(image_noise, 0.0),
-        generator=torch.Generator().manual_seed(_or(seed, 0)),
-        output_type="np",
-    )
-    video = to_uint8(result.frames)
-    write_video(output, video, _or(fps, pipe.config.fps), force=force, inputs=inputs)
+    gen = open_generator(engine, model, offload=offload, scheduler=scheduler)
+    # 2. Generate and write.
+    job = gen.job(first, last, size=wh, prompt=prompt, negative_prompt=negative_prompt, tau=tau, steps=steps,
+                  guidance=guidance, frames=frames, fps=fps, seed=seed, image_noise=image_noise)
+    video = generate_video(job, gen.engine, progress=sys.stderr.isatty())
+    write_video(output, video, job.fps, force=force, inputs=inputs)
     if preview:
         preview_sheet(video, preview)
     click.echo(output)
@@ -652,22 +621,25 @@ def generate_cmd(prompt: str, first_path: str, last_path: str | None, engine: st
 @click.option("--first", "first_path", default=None,
               help="First-frame instruction of shot 1 [default: the storyboard's 'first'].")
 @_sampling_options
-def story_cmd(storyboard: str, first_path: str | None, model: str, negative_prompt: str | None, tau: float | None,
-              steps: int | None, guidance: float | None, frames: int | None, fps: float | None, size: str | None,
-              seed: int | None, scheduler: str | None, image_noise: float | None, preview: str | None,
-              force: bool, output: str) -> None:
+def story_cmd(storyboard: str, first_path: str | None, engine: str, offload: str | None, model: str,
+              negative_prompt: str | None, tau: float | None, steps: int | None, guidance: float | None,
+              frames: int | None, fps: float | None, size: str | None, seed: int | None, scheduler: str | None,
+              image_noise: float | None, preview: str | None, force: bool, output: str) -> None:
     """Generate a long video from a storyboard YAML: shots chained by their last frames.
 
     The last generated frame of each shot is the first-frame instruction of the next. Options given
     here override the storyboard's settings (size, frames, fps, steps, guidance, tau, image_noise,
-    seed, negative_prompt); a shot's own frames / tau / seed override both.
+    seed, negative_prompt); a shot's own frames / tau / seed override both. Any generative engine
+    (pixeldance, wan, ltx) runs it.
     """
     from pathlib import Path
 
     from pdedit.errors import BadInput
+    from pdedit.generation import open_generator
     from pdedit.story import generate_long, load_storyboard, with_first
     from pdedit.video import check_output, load_image, parse_size, preview_sheet, write_video
 
+    # 1. Check everything before the work.
     board = load_storyboard(storyboard)
     if first_path:
         board = with_first(board, load_image(first_path), Path(first_path))
@@ -677,27 +649,13 @@ def story_cmd(storyboard: str, first_path: str | None, model: str, negative_prom
     check_output(output, inputs=inputs, force=force)
     if preview:
         check_output(preview, inputs=[*inputs, output], force=force)
-    s = board.settings
-    wh = parse_size(size) if size else s.get("size")
-
-    from pdedit.pipeline import load_pipeline
-
-    pipe = load_pipeline(model)
-    if scheduler:
-        pipe.set_scheduler(scheduler)
-    frames_iter = generate_long(
-        pipe,
-        board.shots,
-        board.first,
-        num_frames=_or(frames, s.get("frames")),
-        size=wh,
-        steps=_or(steps, s.get("steps", 25)),
-        guidance=_or(guidance, s.get("guidance", 7.5)),
-        tau=_or(tau, s.get("tau", 1.0)),
-        image_noise=_or(image_noise, s.get("image_noise", 0.0)),
-        negative_prompt=_or(negative_prompt, s.get("negative_prompt", "")),
-        seed=_or(seed, s.get("seed", 0)),
-    )
+    given = {"size": parse_size(size) if size else None, "frames": frames, "fps": fps, "steps": steps,
+             "guidance": guidance, "tau": tau, "image_noise": image_noise, "negative_prompt": negative_prompt,
+             "seed": seed}
+    settings = {k: v if v is not None else board.settings.get(k) for k, v in given.items()}
+    gen = open_generator(engine, model, offload=offload, scheduler=scheduler)
+    # 2. Generate shot by shot, streaming into the writer.
+    fps_out = settings.pop("fps") or gen.choice.fps
     video = []
 
     def keep(frames_in):
@@ -705,19 +663,141 @@ def story_cmd(storyboard: str, first_path: str | None, model: str, negative_prom
             video.append(frame)
             yield frame
 
-    write_video(output, keep(frames_iter) if preview else frames_iter, _or(fps, s.get("fps", pipe.config.fps)),
-                force=force, inputs=inputs)
+    frames_iter = generate_long(gen, board.shots, board.first, progress=sys.stderr.isatty(), **settings)
+    write_video(output, keep(frames_iter) if preview else frames_iter, fps_out, force=force, inputs=inputs)
     if preview:
         preview_sheet(video, preview)
     click.echo(output)
 
 
-# ---- eval: measuring edits and models (pdedit.evaluate) ----
+# ---- eval: measure edits and models (pdedit.evaluate) ----
 
 
 @cli.group("eval")
 def eval_group() -> None:
     """Measure edits and models."""
+
+
+@eval_group.command("edit", epilog="\b\nExample:\n  pdedit sample clip.mp4 --seconds 1 --size 160x120\n"
+                    "  pdedit edit clip.mp4 --first-edit auto:sepia --last-edit auto:sepia -o sepia.mp4\n"
+                    "  pdedit eval edit clip.mp4 sepia.mp4 --oracle auto:sepia --plot frames.png")
+@click.argument("source")
+@click.argument("edited", nargs=-1, required=True)
+@click.option("--first-edit", default=None, help="The edited first frame the edits were given (image or spec).")
+@click.option("--last-edit", default=None, help="The edited last frame the edits were given (image or spec).")
+@click.option("--oracle", default=None, metavar="auto:NAME",
+              help="Also score every frame against this auto: edit applied per frame (and use it for missing "
+                   "--first-edit/--last-edit).")
+@click.option("--start", type=float, default=None, help="Source window start in seconds, as given to edit.")
+@click.option("--end", type=float, default=None, help="Source window end in seconds, as given to edit.")
+@click.option("--fps", type=float, default=None, help="The --fps given to edit, if any.")
+@click.option("--resize", type=click.Choice(["crop", "pad", "fit"]), default="crop", show_default=True,
+              help="How source frames and edit images were fitted to the edited size.")
+@click.option("--plot", default=None, help="Also write a PNG plot of the per-frame figures here.")
+@click.option("--force", is_flag=True, help="Replace the plot if it exists.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts).")
+def eval_edit_cmd(source: str, edited: tuple[str, ...], first_edit: str | None, last_edit: str | None,
+                  oracle: str | None, start: float | None, end: float | None, fps: float | None, resize: str,
+                  plot: str | None, force: bool, as_json: bool) -> None:
+    """Score edited versions of SOURCE: keyframe PSNR/SSIM, warping error along the source's flow, flow EPE.
+
+    Each EDITED clip is compared with the source window sampled at its own frame count and size. The
+    warping error is also given as a ratio to the source's own (1.0 = as steady as the source); flow
+    EPE (pixels) says how much of the source's motion the edit kept.
+    """
+    import json
+
+    from pathlib import Path
+
+    from pdedit.errors import BadInput
+    from pdedit.evaluate.edit import evaluate_edits, format_table, plot_per_frame
+    from pdedit.video import check_output
+
+    if plot:
+        if Path(plot).suffix.lower() != ".png":
+            raise BadInput(f"--plot {plot} must end in .png")
+        check_output(plot, inputs=[source, *edited], force=force)
+    report = evaluate_edits(source, list(edited), first_edit=first_edit, last_edit=last_edit, oracle=oracle,
+                            start=start, end=end, fps=fps, resize=resize, progress=sys.stderr.isatty())
+    if plot:
+        plot_per_frame(report, plot)
+    click.echo(json.dumps(report.to_dict()) if as_json else format_table(report))
+    if plot and not as_json:
+        click.echo(plot)
+
+
+@eval_group.command("model", epilog="\b\nExample (extractor weights downloaded beforehand):\n"
+                    "  pdedit eval model --model my-model --prompts prompts.csv --real ucf101/ "
+                    "--i3d rgb_imagenet.pt \\\n    --inception pt_inception-2015-12-05-6726825d.pth "
+                    "--c3d c3d_ucf101.safetensors --clip clip-vit-base-patch32/\n"
+                    "  pdedit eval model --generated clips/ --real real/ --metrics fvd --i3d rgb_imagenet.pt")
+@click.option("--real", required=True, help="Folder of real videos.")
+@click.option("--model", default=None, help="PixelDance model folder that generates one clip per prompt row.")
+@click.option("--generated", default=None, help="Folder of clips generated elsewhere (instead of --model).")
+@click.option("--prompts", default=None,
+              help="CSV: a prompt column, first/last instruction paths (for --model) or video file names (for "
+                   "--generated, needed by clipsim).")
+@click.option("--metrics", default="fvd,fid,is,clipsim", show_default=True, help="Comma-separated metrics.")
+@click.option("--i3d", default=None, help="I3D (Kinetics-400) state dict for FVD.")
+@click.option("--inception", default=None, help="FID Inception-v3 state dict for FID.")
+@click.option("--c3d", default=None, help="C3D (UCF-101) state dict for IS.")
+@click.option("--clip", "clip_dir", default=None, help="CLIP model folder (transformers) for CLIPSIM.")
+@click.option("--frames", type=int, default=16, show_default=True, help="Frames per clip, real and generated.")
+@click.option("--fps", type=float, default=None, help="Sample clips at this rate [default: each video's own].")
+@click.option("--num-samples", type=int, default=None, help="At most this many clips of each set [default: all].")
+@click.option("--fvd-size", type=int, default=224, show_default=True, help="Frame side the I3D sees.")
+@click.option("--i3d-layer", type=click.Choice(["logits", "pool"]), default="logits", show_default=True,
+              help="I3D output used for FVD.")
+@click.option("--fid-size", type=int, default=299, show_default=True, help="Frame side the Inception sees.")
+@click.option("--fid-frames", type=int, default=None, help="Frames per clip for FID [default: all].")
+@click.option("--is-splits", type=int, default=10, show_default=True, help="Splits of the Inception Score.")
+@click.option("--size", default=None, help="Size WxH of generated clips, multiples of 8 [default: the model's].")
+@click.option("--steps", type=click.IntRange(1), default=25, show_default=True, help="Denoising steps.")
+@click.option("--guidance", type=click.FloatRange(0), default=7.5, show_default=True, help="Text guidance scale.")
+@click.option("--tau", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+              help="Fraction of the steps that see the last frame.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of row 1 (row i: seed + i - 1).")
+@click.option("--save-generated", default=None,
+              help="New folder to keep the clips --model generates (with a prompts.csv), to score again "
+                   "with --generated.")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts).")
+def eval_model_cmd(real: str, model: str | None, generated: str | None, prompts: str | None, metrics: str,
+                   i3d: str | None, inception: str | None, c3d: str | None, clip_dir: str | None, frames: int,
+                   fps: float | None, num_samples: int | None, fvd_size: int, i3d_layer: str, fid_size: int,
+                   fid_frames: int | None, is_splits: int, size: str | None, steps: int, guidance: float,
+                   tau: float, seed: int, save_generated: str | None, device: str, as_json: bool) -> None:
+    """FVD, FID, IS and CLIPSIM of a model's clips against real videos (the paper's metrics).
+
+    Extractor weights are read from local files only (nothing is downloaded). The protocol knobs
+    (--frames, --fps, --num-samples, --fvd-size, --i3d-layer, --fid-size, --fid-frames, --is-splits)
+    change the figures: compare numbers made with the same ones.
+    """
+    import json
+
+    from pdedit.evaluate.model import Extractors, Protocol, evaluate_model
+    from pdedit.video import parse_size
+
+    protocol = Protocol(frames=frames, fps=fps, num_samples=num_samples, fvd_size=fvd_size, i3d_layer=i3d_layer,
+                        fid_size=fid_size, fid_frames=fid_frames, is_splits=is_splits)
+    report = evaluate_model(
+        real, generated=generated, model=model, prompts=prompts,
+        metrics=[m.strip() for m in metrics.split(",") if m.strip()],
+        extractors=Extractors(i3d=i3d, inception=inception, c3d=c3d, clip=clip_dir), protocol=protocol,
+        size=parse_size(size) if size else None, steps=steps, guidance=guidance, tau=tau, seed=seed,
+        save_generated=save_generated, device=device, progress=sys.stderr.isatty(),
+    )
+    out = report.to_dict()
+    if as_json:
+        click.echo(json.dumps(out))
+        return
+    click.echo(f"{out['generated_clips']} generated clips ({out['generated']}) against {out['real_clips']} real "
+               f"({out['real']})")
+    for key, label in (("fvd", "FVD"), ("fid", "FID"), ("is", "IS"), ("clipsim", "CLIPSIM")):
+        if out[key] is not None:
+            extra = f" +- {out['is_std']:.3f}" if key == "is" else ""
+            click.echo(f"  {label:8s} {out[key]:.4f}{extra}")
+    click.echo("  protocol " + ", ".join(f"{k}={v}" for k, v in out["protocol"].items()))
 
 
 @eval_group.command("tau", epilog="\b\nExample:\n  pdedit model init --tiny tiny-model\n"
@@ -755,12 +835,17 @@ def eval_tau_cmd(models: tuple[str, ...], clips_dir: str, taus: str, instruction
     """
     import json
 
+    from pathlib import Path
+
+    from pdedit.engines.pixeldance import load_pipeline
+    from pdedit.errors import BadInput
     from pdedit.evaluate.tau import load_clips, parse_taus, plot_curves, tau_curve
-    from pdedit.pipeline import load_pipeline
     from pdedit.video import check_output, parse_size
 
     tau_values = parse_taus(taus)
     if plot:
+        if Path(plot).suffix.lower() != ".png":
+            raise BadInput(f"--plot {plot} must end in .png")
         check_output(plot, force=force)
     pipes = [load_pipeline(m) for m in models]
     num_frames = frames or pipes[0].config.num_frames
@@ -772,7 +857,7 @@ def eval_tau_cmd(models: tuple[str, ...], clips_dir: str, taus: str, instruction
     for model, pipe in zip(models, pipes):
         pipe.set_progress_bar_config(disable=True)
         curves.append(tau_curve(pipe, clips, tau_values, instruction=instruction, method=method, steps=steps,
-                                guidance=guidance, seed=seed, name=model, progress=True))
+                                guidance=guidance, seed=seed, name=model, progress=sys.stderr.isatty()))
     if plot:
         plot_curves(curves, plot)
     if as_json:

@@ -194,7 +194,7 @@ def test_pixeldance_refuses_middle_keyframes_before_building_the_engine(work, ti
     def never(*args, **kwargs):
         raise AssertionError("the engine was built before the keyframes were refused")
 
-    monkeypatch.setitem(engines.ENGINES, "pixeldance", never)
+    monkeypatch.setattr(engines, "build_engine", never)
     out = work / "pd.mp4"
     result = run("edit", work / "clip.mp4", "--first-edit", work / "first.png", "--last-edit", work / "last.png",
                  "--keyframe", f"3={work / 'first.png'}", "-o", out, "--model", tiny_model_dir,
@@ -210,7 +210,8 @@ def test_pixeldance_engine_itself_refuses_keyframes(tiny_model_dir):
     from pdedit.errors import Unsupported
 
     frame = np.zeros((48, 64, 3), np.uint8)
-    job = EditJob(source=None, first=frame, last=frame, num_frames=8, fps=8, size=(64, 48), keyframes={3: frame})
+    job = EditJob(source=None, first=frame, last=frame, num_frames=8, fps=8, size=(64, 48), guidance=7.5,
+                  keyframes={3: frame})
     with pytest.raises(Unsupported, match="first and a last frame only"):
         next(iter(PixelDanceEngine(tiny_model_dir, device=None).render(job)))
 
@@ -228,10 +229,43 @@ def test_an_engine_short_of_frames_leaves_the_existing_output_untouched(work, mo
             frame = np.zeros((job.size[1], job.size[0], 3), np.uint8)
             return iter([frame] * (job.num_frames - 1))
 
-    monkeypatch.setitem(engines.ENGINES, "propagate", Short)
+    monkeypatch.setattr(engines, "build_engine", lambda spec, model=None, **options: Short())
     out = work / "out.mp4"
     out.write_bytes(b"precious")
     with pytest.raises(RuntimeError, match="frames"):
         edit_video(work / "clip.mp4", work / "first.png", None, out, force=True)
     assert out.read_bytes() == b"precious"
     assert [p.name for p in work.iterdir() if p.name.startswith(".")] == []
+
+
+def test_one_spec_on_both_keyframes_is_applied_to_every_frame_and_the_command_says_so(work):
+    out = work / "cartoon.mp4"
+    result = run("edit", work / "clip.mp4", "--first-edit", "auto:cartoon", "--last-edit", "auto:cartoon", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "auto:cartoon on both keyframes: applying it to every frame" in result.stderr
+    source = list(iter_frames(work / "clip.mp4"))
+    frames = list(iter_frames(out))
+    # the filter itself on a middle frame, not a carried keyframe (mild flow smoothing, then H.264)
+    middle = len(frames) // 2
+    assert psnr(frames[middle], apply_edit(source[middle], "auto:cartoon")) >= 24.0
+    keyed = work / "keyed.mp4"
+    result = run("edit", work / "clip.mp4", "--first-edit", "auto:cartoon", "--last-edit", "auto:cartoon", "-o", keyed,
+                 "--spec-mode", "keyframes")
+    assert result.exit_code == 0 and "applying it to every frame" not in result.stderr
+
+
+def test_spec_mode_per_frame_needs_one_spec_on_both_keyframes(work):
+    out = work / "out.mp4"
+    result = run("edit", work / "clip.mp4", "--first-edit", "auto:cartoon", "--last-edit", work / "last.png",
+                 "-o", out, "--spec-mode", "per-frame")
+    assert result.exit_code == 2 and "--spec-mode per-frame" in result.stderr and not out.exists()
+
+
+def test_a_last_edit_from_another_shot_is_refused_and_nothing_is_written(work):
+    out = work / "out.mp4"
+    other = (np.random.default_rng(3).random((72, 96, 3)) * 255).astype(np.uint8)
+    save_image(work / "other.png", other)
+    result = run("edit", work / "clip.mp4", "--first-edit", work / "first.png", "--last-edit", work / "other.png",
+                 "-o", out)
+    assert result.exit_code == 2, result.output
+    assert "does not look like an edit of frame 23" in result.stderr and not out.exists()

@@ -157,11 +157,13 @@ def test_eval_tau_json_compares_two_models_on_the_same_clips(tiny_model_dir, hel
     (["--clips", "EMPTY"], ["no videos"]),
     (["--model", "MISSING"], ["does not exist"]),
     (["--plot", "EXISTING"], ["already exists", "--force"]),
+    (["--plot", "JPG"], ["must end in .png"]),
 ])
 def test_eval_tau_refuses_bad_input_with_one_line_and_writes_nothing(tiny_model_dir, held_out, tmp_path, args, words):
     (tmp_path / "empty").mkdir()
     (tmp_path / "old.png").write_bytes(b"old")
-    replace = {"EMPTY": tmp_path / "empty", "MISSING": tmp_path / "nope", "EXISTING": tmp_path / "old.png"}
+    replace = {"EMPTY": tmp_path / "empty", "MISSING": tmp_path / "nope", "EXISTING": tmp_path / "old.png",
+               "JPG": tmp_path / "tau.jpg"}
     base = {"--model": tiny_model_dir, "--clips": held_out, "--plot": tmp_path / "tau.png"}
     for flag, value in zip(args[::2], args[1::2]):
         base[flag] = replace.get(value, value)

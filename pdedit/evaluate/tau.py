@@ -44,7 +44,6 @@ METRICS = ("first_mse", "first_px", "last_mse", "last_px")
 # Grey levels: generated frames carry faint sampling noise over the background; below this a pixel
 # is background, or the noise would pull every centre towards the middle of the frame.
 CENTRE_THRESHOLD = 40
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".gif")
 
 
 def object_centre(frame: np.ndarray, threshold: float = CENTRE_THRESHOLD) -> np.ndarray:
@@ -147,7 +146,7 @@ def load_clips(folder: str | Path, num_frames: int, size: tuple[int, int], promp
     ``NAME.txt`` beside a clip (or ``caption.txt`` inside a frame folder) is its prompt, else ``prompt``.
     Returns dicts with ``frames`` (F, H, W, 3) uint8, ``caption`` and ``name``, sorted by name.
     """
-    from pdedit.video import even_indices, load_image, open_clip, resize_frame
+    from pdedit.video import VIDEO_SUFFIXES, even_indices, load_image, open_clip, resize_frame
 
     root = Path(folder)
     if not root.is_dir():
@@ -189,6 +188,9 @@ def tau_curve(
 ) -> TauCurve:
     """Generate every clip at every tau and score first- and last-frame adherence.
 
+    The sweep calls the PixelDance pipeline itself rather than the one-clip generation step
+    (`pdedit.generation`): it needs many clips sampled in one batch, with the same noise at every tau.
+
     Args:
         pipe: a PixelDancePipeline.
         clips: dicts with ``frames`` (F, H, W, 3) uint8 and ``caption`` (see `load_clips`); all the same shape.
@@ -208,7 +210,7 @@ def tau_curve(
     import torch
     from tqdm.auto import tqdm
 
-    from pdedit.pipeline import to_uint8
+    from pdedit.video import to_uint8
 
     if not clips:
         raise BadInput("no clips to measure: give at least one held-out clip")
