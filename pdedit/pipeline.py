@@ -91,8 +91,9 @@ def steps_to_run(strength: float, num_steps: int) -> int:
 def encode_frames(vae: AutoencoderKL, frames: torch.Tensor, chunk_size: int = 8) -> torch.Tensor:
     """VAE latents (mean, scaled) of ``(N, 3, H, W)`` frames in [-1, 1], ``chunk_size`` frames at a time."""
     latents = []
+    device, dtype = vae.device, vae.dtype  # each a walk over the modules: read once
     for chunk in frames.split(chunk_size):
-        dist = vae.encode(chunk.to(device=vae.device, dtype=vae.dtype)).latent_dist
+        dist = vae.encode(chunk.to(device=device, dtype=dtype)).latent_dist
         latents.append(dist.mode())  # the mean: an instruction is encoded deterministically
     z = torch.cat(latents)  # (N, C, h, w)
     shift = getattr(vae.config, "shift_factor", None) or 0.0
@@ -112,7 +113,8 @@ def decode_video(vae: AutoencoderKL, latents: torch.Tensor, chunk_size: int = 8)
     b, c, f, h, w = latents.shape
     shift = getattr(vae.config, "shift_factor", None) or 0.0
     z = latents.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w) / vae.config.scaling_factor + shift
-    frames = torch.cat([vae.decode(chunk.to(vae.dtype)).sample.float() for chunk in z.split(chunk_size)])
+    dtype = vae.dtype  # a walk over the modules: read once
+    frames = torch.cat([vae.decode(chunk.to(dtype)).sample.float() for chunk in z.split(chunk_size)])
     return frames.reshape(b, f, *frames.shape[1:]).permute(0, 2, 1, 3, 4)  # (B, 3, F, H, W)
 
 
@@ -352,8 +354,10 @@ class PixelDancePipeline(DiffusionPipeline, StableDiffusionMixin):
         image_noise: float,
         generator: Generators,
         chunk_size: int,
+        dtype: torch.dtype,
     ) -> torch.Tensor:
-        """c_image ``(B, C, F, h, w)`` from instruction frames ``(B, 3, H, W)`` (§3.1), perturbed at image_noise."""
+        """c_image ``(B, C, F, h, w)`` in ``dtype`` from instruction frames ``(B, 3, H, W)`` (§3.1), perturbed at
+        image_noise."""
         if last_frame is None:
             f_first, f_last = encode_frames(self.vae, first_frame, chunk_size), None  # (B, C, h, w)
         else:  # one VAE pass for both instructions
@@ -368,7 +372,7 @@ class PixelDancePipeline(DiffusionPipeline, StableDiffusionMixin):
             else:
                 gen_device = generator.device if generator is not None else c_image.device
                 c_image = perturb_c_image(c_image.to(gen_device), image_noise, generator).to(c_image.device)
-        return c_image.to(self.unet.dtype)
+        return c_image.to(dtype)
 
     def prepare_latents(
         self,
@@ -506,9 +510,10 @@ class PixelDancePipeline(DiffusionPipeline, StableDiffusionMixin):
             prompt, device, num_videos_per_prompt, self.do_classifier_free_guidance, negative_prompt,
             prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_prompt_embeds,
         )
-        prompt_embeds = prompt_embeds.to(self.unet.dtype)  # (B, L, D)
+        dtype = self.unet.dtype  # a walk over the UNet's modules: read once
+        prompt_embeds = prompt_embeds.to(dtype)  # (B, L, D)
         if negative_prompt_embeds is not None:
-            negative_prompt_embeds = negative_prompt_embeds.to(self.unet.dtype)
+            negative_prompt_embeds = negative_prompt_embeds.to(dtype)
 
         # 3. Prepare timesteps (strength < 1: only the last round(strength * T) of them)
         self.scheduler.set_timesteps(num_inference_steps, device=device)
@@ -526,7 +531,7 @@ class PixelDancePipeline(DiffusionPipeline, StableDiffusionMixin):
             source = _per_video(source, num_prompts, num_videos_per_prompt, "source video")
             source_latents = encode_video(self.vae, source.to(device), vae_chunk_size)  # (B, C, F, h, w)
         latents = self.prepare_latents(
-            batch_size, self.unet.config.out_channels, num_frames, height, width, prompt_embeds.dtype, device,
+            batch_size, self.unet.config.out_channels, num_frames, height, width, dtype, device,
             generator, latents, source_latents, timesteps[:1],
         )  # (B, C, F, h, w)
 
@@ -539,7 +544,8 @@ class PixelDancePipeline(DiffusionPipeline, StableDiffusionMixin):
             last = _per_video(self.preprocess_frames(last_frame, "last frame", height, width), num_prompts,
                               num_videos_per_prompt, "last frame")
             last = last.to(device)
-        c_image = self.prepare_c_image(first.to(device), last, num_frames, image_noise, generator, vae_chunk_size)
+        c_image = self.prepare_c_image(first.to(device), last, num_frames, image_noise, generator, vae_chunk_size,
+                                       dtype)
         c_image_no_last = drop_last_frame(c_image, False)
         # PixelDance §3.2: the last frame guides only the first round(tau * steps) of the steps run.
         schedule = last_frame_schedule(tau, len(timesteps))
