@@ -144,8 +144,9 @@ class PixelDancePipeline(DiffusionPipeline, StableDiffusionMixin):
 
     Components: ``vae`` (AutoencoderKL), ``text_encoder`` (CLIPTextModel), ``tokenizer``
     (CLIPTokenizer), ``unet`` (PixelDanceUNet), ``scheduler`` (DDIM by default; see ``SCHEDULERS``).
-    ``default_num_frames`` and ``default_fps`` are what the model was built or trained for; they are
-    saved in model_index.json.
+    ``num_frames`` and ``fps`` are what the model was built or trained for; they are saved in
+    model_index.json. Image inputs take diffusers' forms (PIL, float arrays and tensors in [0, 1]) and
+    the project's uint8 (H, W, 3) frames.
     """
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
@@ -244,7 +245,7 @@ class PixelDancePipeline(DiffusionPipeline, StableDiffusionMixin):
         batch_size = len(prompts) if prompts is not None else prompt_embeds.shape[0]
         negatives = None
         if do_classifier_free_guidance and negative_prompt_embeds is None:
-            negatives = [negative_prompt or ""] * batch_size if not isinstance(negative_prompt, list) else negative_prompt
+            negatives = negative_prompt if isinstance(negative_prompt, list) else [negative_prompt or ""] * batch_size
             if len(negatives) != batch_size:
                 raise BadInput(f"{len(negatives)} negative prompts for {batch_size} prompts: give 1 or {batch_size}")
         # One text-encoder call for whatever text is left to encode, prompts and negatives together.
@@ -340,7 +341,7 @@ class PixelDancePipeline(DiffusionPipeline, StableDiffusionMixin):
         return frames
 
     def preprocess_source(self, video: ImageInput, height: int | None, width: int | None) -> torch.Tensor:
-        """``(B, 3, F, H, W)`` in [-1, 1] from a source video: frames (F, H, W, 3), a list of them, or diffusers' forms."""
+        """``(B, 3, F, H, W)`` in [-1, 1] from a source video: frames (F, H, W, 3), a list, or diffusers' forms."""
         try:
             return self.video_processor.preprocess_video(_uint8_as_pil(video), height=height, width=width)
         except (ValueError, TypeError) as err:
@@ -576,14 +577,14 @@ class PixelDancePipeline(DiffusionPipeline, StableDiffusionMixin):
                 if callback_on_step_end is not None:
                     tensors = {"latents": latents, "prompt_embeds": prompt_embeds,
                                "negative_prompt_embeds": negative_prompt_embeds, "c_image": c_image}
-                    outputs = callback_on_step_end(self, i, t, {k: tensors[k] for k in callback_on_step_end_tensor_inputs})
-                    outputs = outputs or {}  # a callback that only watches need not return anything
+                    asked = {k: tensors[k] for k in callback_on_step_end_tensor_inputs}
+                    outputs = callback_on_step_end(self, i, t, asked) or {}  # a watching callback may return nothing
                     latents = outputs.pop("latents", latents)
                     prompt_embeds = outputs.pop("prompt_embeds", prompt_embeds)
                     negative_prompt_embeds = outputs.pop("negative_prompt_embeds", negative_prompt_embeds)
-                    if outputs.get("c_image") is not None and outputs["c_image"] is not c_image:
-                        c_image = outputs.pop("c_image")
-                        c_image_no_last = drop_last_frame(c_image, False)
+                    returned_c_image = outputs.pop("c_image", c_image)
+                    if returned_c_image is not c_image:
+                        c_image, c_image_no_last = returned_c_image, drop_last_frame(returned_c_image, False)
                 progress_bar.update()
 
         # 7. Decode in frame chunks

@@ -26,11 +26,22 @@ C = 4  # latent channels of the tiny model
 SIZE = 32  # frames of 32x32 pixels: latents of 4x4
 
 
-@pytest.fixture()
-def pipe(tiny_model_dir) -> PixelDancePipeline:
-    pipe = load_pipeline(tiny_model_dir)
+def _load(folder) -> PixelDancePipeline:
+    pipe = load_pipeline(folder)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_model_dir) -> PixelDancePipeline:
+    """One loaded pipeline for the tests that leave it as they found it (a call resets its run state)."""
+    return _load(tiny_model_dir)
+
+
+@pytest.fixture()
+def fresh_pipe(tiny_model_dir) -> PixelDancePipeline:
+    """A pipeline of its own, for a test that switches a feature on and off."""
+    return _load(tiny_model_dir)
 
 
 def _frame(seed: int) -> np.ndarray:
@@ -61,7 +72,7 @@ def _spy_unet(pipe, monkeypatch) -> list[dict]:
     forward = pipe.unet.forward
 
     def spy(sample, timestep, encoder_hidden_states, *args, **kwargs):
-        calls.append({"sample": sample.clone(), "text": encoder_hidden_states.clone()})
+        calls.append({"sample": sample.clone(), "text": encoder_hidden_states.clone(), "kwargs": kwargs})
         return forward(sample, timestep, encoder_hidden_states, *args, **kwargs)
 
     monkeypatch.setattr(pipe.unet, "forward", spy)
@@ -124,6 +135,22 @@ def test_callback_returned_prompt_embeds_drive_the_next_steps(pipe, monkeypatch)
     torch.testing.assert_close(calls[0]["text"], torch.cat([negative, old_embeds]))
     for call in calls[1:]:
         torch.testing.assert_close(call["text"], torch.cat([negative, new_embeds]))
+
+
+def test_callback_returned_c_image_drives_the_next_steps(pipe, monkeypatch):
+    def blank_instructions(p, i, t, tensors):
+        return {"c_image": torch.zeros_like(tensors["c_image"])} if i == 0 else {}
+
+    calls = _spy_unet(pipe, monkeypatch)
+    pipe(**_inputs(callback_on_step_end=blank_instructions, callback_on_step_end_tensor_inputs=["c_image"]))
+    assert calls[0]["sample"][:, C:].abs().amax() > 0
+    assert all(c["sample"][:, C:].abs().amax() == 0 for c in calls[1:])
+
+
+def test_cross_attention_kwargs_reach_the_unet(pipe, monkeypatch):
+    calls = _spy_unet(pipe, monkeypatch)
+    pipe(**_inputs(cross_attention_kwargs={"scale": 1.0}))
+    assert [c["kwargs"]["cross_attention_kwargs"] for c in calls] == [{"scale": 1.0}] * 3
 
 
 def test_callback_raising_guidance_is_seen_by_the_run(pipe):
@@ -216,41 +243,42 @@ def test_is_a_stable_diffusion_mixin(pipe):
     assert isinstance(pipe, StableDiffusionMixin)
 
 
-def test_freeu_changes_the_video_and_disable_restores_it(pipe):
-    plain = pipe(**_inputs()).frames
-    pipe.enable_freeu(s1=0.9, s2=0.2, b1=1.2, b2=1.4)
-    freeu = pipe(**_inputs()).frames
-    pipe.disable_freeu()
-    restored = pipe(**_inputs()).frames
+def test_freeu_changes_the_video_and_disable_restores_it(fresh_pipe):
+    plain = fresh_pipe(**_inputs()).frames
+    fresh_pipe.enable_freeu(s1=0.9, s2=0.2, b1=1.2, b2=1.4)
+    freeu = fresh_pipe(**_inputs()).frames
+    fresh_pipe.disable_freeu()
+    restored = fresh_pipe(**_inputs()).frames
     assert freeu.shape == plain.shape
     assert np.abs(freeu - plain).max() > 1e-4
     np.testing.assert_array_equal(restored, plain)
 
 
-def test_vae_slicing_keeps_the_video_and_disable_restores_it(pipe, monkeypatch):
+def test_vae_slicing_keeps_the_video_and_disable_restores_it(fresh_pipe, monkeypatch):
     inputs = dict(prompt=["a red ball rolls"] * 2, output_type="np")
-    plain = pipe(**_inputs(**inputs)).frames
+    plain = fresh_pipe(**_inputs(**inputs)).frames
     decoded_batches = []
-    decode = pipe.vae.decoder.forward
-    monkeypatch.setattr(pipe.vae.decoder, "forward", lambda z, *a, **k: decoded_batches.append(len(z)) or decode(z, *a, **k))
-    pipe.vae.enable_slicing()
-    sliced = pipe(**_inputs(**inputs)).frames
+    decode = fresh_pipe.vae.decoder.forward
+    monkeypatch.setattr(fresh_pipe.vae.decoder, "forward",
+                        lambda z, *a, **k: decoded_batches.append(len(z)) or decode(z, *a, **k))
+    fresh_pipe.vae.enable_slicing()
+    sliced = fresh_pipe(**_inputs(**inputs)).frames
     assert set(decoded_batches) == {1}  # one frame per decoder call
-    pipe.vae.disable_slicing()
+    fresh_pipe.vae.disable_slicing()
     decoded_batches.clear()
-    restored = pipe(**_inputs(**inputs)).frames
+    restored = fresh_pipe(**_inputs(**inputs)).frames
     assert max(decoded_batches) > 1
     assert sliced.shape == plain.shape
     np.testing.assert_allclose(sliced, plain, atol=1e-5)
     np.testing.assert_array_equal(restored, plain)
 
 
-def test_fused_qkv_projections_keep_the_video(pipe):
-    plain = pipe(**_inputs()).frames
-    pipe.fuse_qkv_projections()
-    fused = pipe(**_inputs()).frames
-    pipe.unfuse_qkv_projections()
-    unfused = pipe(**_inputs()).frames
+def test_fused_qkv_projections_keep_the_video(fresh_pipe):
+    plain = fresh_pipe(**_inputs()).frames
+    fresh_pipe.fuse_qkv_projections()
+    fused = fresh_pipe(**_inputs()).frames
+    fresh_pipe.unfuse_qkv_projections()
+    unfused = fresh_pipe(**_inputs()).frames
     np.testing.assert_allclose(fused, plain, atol=1e-4)
     np.testing.assert_allclose(unfused, plain, atol=1e-5)
 
