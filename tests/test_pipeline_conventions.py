@@ -27,7 +27,7 @@ SIZE = 32  # frames of 32x32 pixels: latents of 4x4
 
 
 def _load(folder) -> PixelDancePipeline:
-    pipe = load_pipeline(folder)
+    pipe = load_pipeline(folder, device=None)  # the CPU even where a GPU exists: the pinned slice is a CPU figure
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
