@@ -352,7 +352,7 @@ def run_job(job: Job, force: bool = False, *, quiet: bool = True) -> dict:
         target.parent.mkdir(parents=True, exist_ok=True)  # subfolders of OUT_DIR, which is checked
         for stale in _partials(target):  # a write killed with -9 in an earlier run
             stale.unlink(missing_ok=True)
-    argv = [*job.argv, "--force"] if force else list(job.argv)
+    argv = ["--force", *job.argv] if force else list(job.argv)  # options before the "--" of the arguments
     if job.command == "edit":
         argv = ["--json", *argv]  # the EditResult, for the report's engine and timings
     command = cli.commands[job.command]
@@ -477,8 +477,10 @@ def run_batch(
     if workers < 1:
         raise BadInput(f"--workers {workers} must be 1 or more")
     out = Path(out_dir).resolve()
-    _check_out_dir(out)
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"output folder {out_dir} is a file: give a folder (it is created if missing)")
     jobs = read_jobs(manifest, out, allow_outside)
+    _check_out_dir(out)  # created only once the manifest is known to be good
     state = _distributed_state()
     if state is not None and workers > 1:
         raise BadInput("--workers runs processes on one machine; under accelerate launch each process is a worker: "
