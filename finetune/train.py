@@ -124,6 +124,21 @@ def encode_text(pipe, captions: list[str], device: torch.device) -> torch.Tensor
     return pipe.encode_prompt(list(captions), device)
 
 
+def _encode_batch(pipe, batch: dict[str, Any], recipe: Recipe, device: torch.device, weight_dtype: torch.dtype,
+                  gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x0, c_image, text) of a batch of raw clips or images: latents of the clip and of the instructions."""
+    x0 = encode_video(pipe.vae, batch["video"].to(device, weight_dtype)).float()  # (B, C, F, h, w)
+    if batch["is_image"]:
+        c_image = torch.zeros_like(x0)  # images: text-to-image, no instructions (temporal bypass)
+    else:
+        f_first = encode_frames(pipe.vae, batch["first"].to(device, weight_dtype)).float()
+        f_last = encode_frames(pipe.vae, batch["last"].to(device, weight_dtype)).float()
+        c_image = make_c_image(f_first, f_last, batch["keep_last"].to(device), x0.shape[2],
+                               recipe.image_noise, gen)  # (B, C, F, h, w)
+    text = encode_text(pipe, batch["caption"], device)  # (B, L, D), frozen encoder
+    return x0, c_image, text
+
+
 # ---------------------------------------------------------------------------------------------
 # Data: a resumable, rank-sharded stream of recipe samples
 # ---------------------------------------------------------------------------------------------
@@ -423,12 +438,17 @@ def train(config: Config, resume: str | None = None) -> Path:
         logger.info("resumed from %s at step %d", checkpoint, step)
 
     # 5. Data: positions continue where the checkpoint left off
-    dataset = build_dataset(config)
     start = step * t.grad_accum
     # Each loader has served only its own micro-batches so far: recount them to continue where it stopped.
     image_batches = sum(_uses_images(t.seed, m, d.image_ratio) for m in range(start))
-    videos = _loader(TrainingSamples(dataset, recipe, t.seed), t.batch_size, rank, world, start - image_batches,
-                     d.num_workers)
+    if d.shards:  # the one choice of video source: latents cached by `python -m finetune.prepare`, or raw videos
+        from finetune.shards import shard_source
+
+        dataset, videos = shard_source(config, recipe, pipe, rank, world, start - image_batches)
+    else:
+        dataset = build_dataset(config)
+        videos = _loader(TrainingSamples(dataset, recipe, t.seed), t.batch_size, rank, world, start - image_batches,
+                         d.num_workers)
     images = None
     if d.image_ratio > 0:
         if d.images_root is None:
@@ -464,15 +484,12 @@ def train(config: Config, resume: str | None = None) -> Path:
                 stack.enter_context(accelerator.autocast())
                 # forward: latents of the clip and of the instructions, c_image, text
                 with torch.no_grad():
-                    x0 = encode_video(pipe.vae, batch["video"].to(device, weight_dtype)).float()  # (B, C, F, h, w)
-                    if batch["is_image"]:
-                        c_image = torch.zeros_like(x0)  # images: text-to-image, no instructions (temporal bypass)
+                    if "latents" in batch:  # cached by finetune.prepare: no decoding, VAE or CLIP here
+                        from finetune.shards import cached_inputs
+
+                        x0, c_image, text = cached_inputs(batch, recipe, device, gen)
                     else:
-                        f_first = encode_frames(pipe.vae, batch["first"].to(device, weight_dtype)).float()
-                        f_last = encode_frames(pipe.vae, batch["last"].to(device, weight_dtype)).float()
-                        c_image = make_c_image(f_first, f_last, batch["keep_last"].to(device), x0.shape[2],
-                                               recipe.image_noise, gen)  # (B, C, F, h, w)
-                    text = encode_text(pipe, batch["caption"], device)  # (B, L, D), frozen encoder
+                        x0, c_image, text = _encode_batch(pipe, batch, recipe, device, weight_dtype, gen)
                 loss = diffusion_loss(unet, noise_scheduler, x0, c_image, text, gen)
                 # backward (scaled so grad_accum micro-batches average)
                 accelerator.backward(loss / t.grad_accum)
