@@ -110,7 +110,7 @@ def main() -> None:
         # 2. Training step time.
         raw_step = step_seconds(raw, folder / "raw", args.steps)
         shard_step = step_seconds([*raw, f"data.shards={shards}"], folder / "shard", args.steps)
-        print(f"training step, batch 4, tiny latent model:")
+        print("training step, batch 4, tiny latent model:")
         print(f"  raw videos: {raw_step:.3f} s/step")
         print(f"  shards    : {shard_step:.3f} s/step")
         print(f"  ratio raw / shards: {raw_step / shard_step:.2f}x")

@@ -256,6 +256,7 @@ def _save_checkpoint(accelerator, output_dir: Path, step: int, ema, keep: int) -
         shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp), safe_serialization=True)
+    accelerator.wait_for_everyone()  # every rank writes into tmp (its RNG state, DeepSpeed its partition) before the rename
     if accelerator.is_main_process:
         if ema is not None:
             from safetensors.torch import save_file
@@ -399,6 +400,15 @@ def train(config: Config, resume: str | None = None) -> Path:
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=d.image_ratio > 0)],
     )
     rank, world, device = accelerator.process_index, accelerator.num_processes, accelerator.device
+    if accelerator.state.deepspeed_plugin is not None:
+        # DeepSpeed sizes its engine from the micro-batch, which it otherwise reads from a prepared DataLoader
+        # (the loop's loaders are its own, never prepared), and accumulates over its own count of micro-batches.
+        ds = accelerator.state.deepspeed_plugin.deepspeed_config
+        if ds.get("gradient_accumulation_steps") not in ("auto", t.grad_accum):
+            raise BadInput(f"the DeepSpeed config accumulates {ds['gradient_accumulation_steps']} micro-batches but "
+                           f"train.grad_accum is {t.grad_accum}: make them equal")
+        ds.update(train_micro_batch_size_per_gpu=t.batch_size, gradient_accumulation_steps=t.grad_accum)
+        ds.pop("train_batch_size", None)  # DeepSpeed derives it: micro-batch x accumulation x its world size
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")

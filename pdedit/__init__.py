@@ -50,6 +50,7 @@ _EXPORTS = {
     # engines and the editor
     **{name: "pdedit.engines" for name in ("EditJob", "Engine", "ENGINES", "get_engine", "choose_engine")},
     **{name: "pdedit.editor" for name in ("edit_video", "EditResult")},
+    **{name: "pdedit.batch" for name in ("run_batch", "read_jobs", "BatchSummary")},
 }
 
 __all__ = ["PdeditError", "BadInput", "MissingModel", "Unsupported", "__version__", *_EXPORTS]

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -244,8 +243,9 @@ def test_accelerate_configs_load_and_name_their_backend(name, kind):
 
 @pytest.mark.parametrize("name", ["fsdp", "deepspeed_zero2"])
 def test_sharded_backends_train_two_steps_on_two_gpus(tmp_path, name):
-    # On a CPU accelerate refuses FSDP ("no available devices ... CUDA ...", in FullyShardedDataParallelPlugin),
-    # and DeepSpeed's CPU accelerator needs Intel's extension and oneCCL: both run only where GPUs are.
+    # On a CPU accelerate refuses FSDP ("no available devices ... CUDA ...", in FullyShardedDataParallelPlugin);
+    # DeepSpeed starts on its CPU accelerator, but accelerate then sees every process as process 0 of 1, so
+    # both write the checkpoint as rank 0. Both run only where GPUs are.
     if torch.cuda.device_count() < 2:
         pytest.skip(f"{name} needs 2 GPUs: accelerate's FSDP and DeepSpeed backends do not run on a CPU")
     if name == "deepspeed_zero2":
