@@ -266,10 +266,8 @@ def read_jobs(manifest: str | os.PathLike, out_dir: str | os.PathLike, allow_out
     return jobs
 
 
-def _check_out_dir(out_dir: Path) -> None:
-    """Create OUT_DIR if missing; BadInput when it is a file or its parent does not exist."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise BadInput(f"output folder {out_dir} is a file: give a folder (it is created if missing)")
+def _make_out_dir(out_dir: Path) -> None:
+    """Create OUT_DIR if missing; BadInput when its parent does not exist."""
     if not out_dir.exists():
         if not out_dir.parent.is_dir():
             raise BadInput(f"cannot create output folder {out_dir}: {out_dir.parent} does not exist")
@@ -480,7 +478,7 @@ def run_batch(
     if out.exists() and not out.is_dir():
         raise BadInput(f"output folder {out_dir} is a file: give a folder (it is created if missing)")
     jobs = read_jobs(manifest, out, allow_outside)
-    _check_out_dir(out)  # created only once the manifest is known to be good
+    _make_out_dir(out)  # only once the manifest is known to be good
     state = _distributed_state()
     if state is not None and workers > 1:
         raise BadInput("--workers runs processes on one machine; under accelerate launch each process is a worker: "
