@@ -47,7 +47,7 @@ def main() -> None:
 
     import torch
 
-    from pdedit.models import build_tiny_pipeline
+    from pdedit.model_init import build_tiny_pipeline
     from pdedit.video import make_sample, parse_size, save_image
 
     torch.set_num_threads(1)

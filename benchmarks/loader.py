@@ -78,10 +78,10 @@ def main() -> None:
     import torch
 
     from finetune.config import load_config
+    from finetune.data import TrainingSamples, build_dataset
     from finetune.prepare import prepare
     from finetune.recipe import Recipe
     from finetune.shards import ShardStream
-    from finetune.train import TrainingSamples, build_dataset
     from pdedit.video import make_sample
 
     torch.set_num_threads(1)

@@ -63,7 +63,7 @@ def main() -> None:
     torch.set_num_threads(1)
 
     from pdedit.engines import EditJob, get_engine
-    from pdedit.engines.tiny_open_models import build_tiny_ltx_pipeline, build_tiny_wan_pipeline
+    from pdedit.model_init import build_tiny_ltx_pipeline, build_tiny_wan_pipeline
     from pdedit.video import parse_size
 
     size = parse_size(args.size)

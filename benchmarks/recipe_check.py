@@ -34,9 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from finetune.config import load_config  # noqa: E402
 from finetune.data import shape_centroid  # noqa: E402
-from finetune.train import build_dataset, train  # noqa: E402
+from finetune.data import build_dataset  # noqa: E402
+from finetune.train import train  # noqa: E402
 from pdedit.instructions import convert  # noqa: E402
-from pdedit.pipeline import load_pipeline, to_uint8  # noqa: E402
+from pdedit import load_pipeline, to_uint8  # noqa: E402
 
 TAUS = (0.0, 0.25, 0.5, 1.0)
 CENTROID_THRESHOLD = 40  # grey levels: weaker differences from the black background are sampling noise
@@ -79,6 +80,15 @@ def scores(videos: np.ndarray, clips) -> dict[str, list[float]]:
     return out
 
 
+def _trained(config, run_dir: Path, reuse: bool) -> tuple[Path, float]:
+    """The run's final model folder (trained now, resuming its checkpoints, unless ``reuse`` finds one) and seconds."""
+    t0 = time.perf_counter()
+    final = run_dir / "final"
+    if not (reuse and final.is_dir()):
+        final = train(config, resume="latest")
+    return final, time.perf_counter() - t0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short training, 48 clips, 10 sampling steps")
@@ -104,21 +114,13 @@ def main() -> None:
     # 1. Image-tuned model: the paper's recipe on moving shapes
     image_cfg = load_config("tiny", [*common, f"train.output_dir={out / 'image'}", f"train.max_steps={steps}",
                                      f"train.checkpoint_every={max(steps // 4, 1)}"])
-    t0 = time.perf_counter()
-    image_model = out / "image" / "final"
-    if not (args.reuse and image_model.is_dir()):
-        image_model = train(image_cfg, resume="latest")
-    t_image = time.perf_counter() - t0
+    image_model, t_image = _trained(image_cfg, out / "image", args.reuse)
 
     # 2. Sketch-tuned model: the image-tuned model, fine-tuned with sketched last-frame instructions
     sketch_cfg = load_config("sketch", [*common, f"model.init={image_model}", f"train.output_dir={out / 'sketch'}",
                                         f"train.max_steps={sketch_steps}", "train.warmup_steps=10",
                                         f"train.checkpoint_every={max(sketch_steps // 2, 1)}"])
-    t0 = time.perf_counter()
-    sketch_model = out / "sketch" / "final"
-    if not (args.reuse and sketch_model.is_dir()):
-        sketch_model = train(sketch_cfg, resume="latest")
-    t_sketch = time.perf_counter() - t0
+    sketch_model, t_sketch = _trained(sketch_cfg, out / "sketch", args.reuse)
 
     # 3. Held-out clips (another seed of the same generator)
     held_out = build_dataset(image_cfg, held_out=True)

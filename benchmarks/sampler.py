@@ -125,7 +125,8 @@ def modelscope_figures(frames: int, size: int, steps: int, guidance: float, dtyp
     from diffusers import DDIMScheduler
     from torch.utils.flop_counter import FlopCounterMode
 
-    from pdedit.models import PixelDanceUNet, build_tiny_pipeline
+    from pdedit.model_init import build_tiny_pipeline
+    from pdedit.models import PixelDanceUNet
     from pdedit.pipeline import PixelDancePipeline
 
     tiny = build_tiny_pipeline()
@@ -183,7 +184,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from pdedit.models import build_tiny_pipeline
+    from pdedit.model_init import build_tiny_pipeline
 
     pipe = build_tiny_pipeline()
     pipe.set_progress_bar_config(disable=True)

@@ -12,14 +12,22 @@ import csv
 import json
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
+from torch.utils.data import Dataset, Sampler
+
+from finetune.recipe import Recipe, draw_sample
 
 from pdedit.errors import BadInput
+from pdedit.video import VIDEO_SUFFIXES
+
+if TYPE_CHECKING:
+    from finetune.config import Config
 
 logger = logging.getLogger(__name__)
 
@@ -32,9 +40,14 @@ __all__ = [
     "MovingShapes",
     "SkipSample",
     "shape_centroid",
+    "build_dataset",
+    "TrainingSamples",
+    "PositionSampler",
+    "uses_images",
+    "make_loader",
+    "video_batches",
 ]
 
-VIDEO_EXTS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
@@ -95,7 +108,7 @@ def read_manifest(root: str | Path, manifest: str | Path | None = None, *, kind:
     root = Path(root).resolve()
     if not root.is_dir():
         raise BadInput(f"data folder {root} does not exist: pass data.root=FOLDER")
-    exts = VIDEO_EXTS if kind == "video" else IMAGE_EXTS
+    exts = VIDEO_SUFFIXES if kind == "video" else IMAGE_EXTS
     if manifest is None:
         files = sorted(p for p in root.rglob("*") if p.suffix.lower() in exts and p.is_file())
         entries = []
@@ -412,3 +425,122 @@ def shape_centroid(frame: np.ndarray, background: tuple[int, int, int] | None = 
         return np.array([w / 2, h / 2], np.float32)
     ys, xs = np.mgrid[0:h, 0:w] + 0.5  # pixel i covers [i, i+1): its centre is i + 0.5, as in MovingShapes
     return np.array([(weight * xs).sum() / total, (weight * ys).sum() / total], np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# The training stream: a resumable, rank-sharded sequence of recipe samples from any dataset above
+# ---------------------------------------------------------------------------------------------
+#
+# A data source plugs in by having ``__len__`` and ``load(index, rng) -> {"frames", "caption"}`` (raising
+# SkipSample for an unusable item) and being returned by ``build_dataset`` for its ``data.kind``.
+# Cached latents (``data.shards``, made by ``python -m finetune.prepare``) hold no frames to draw the recipe
+# from and are read shard by shard, so they replace the whole stream instead: ``video_batches`` chooses.
+
+
+def build_dataset(config: Config, held_out: bool = False):
+    """The dataset named by ``config.data``; ``held_out`` gives validation clips (another shapes seed)."""
+    d = config.data
+    size = (int(d.size[0]), int(d.size[1]))
+    if d.kind == "shapes":
+        options = dict(d.shapes)
+        seed = int(options.pop("seed", config.train.seed)) + (1_000_003 if held_out else 0)
+        if "kinds" in options:
+            options["kinds"] = tuple(options["kinds"])
+        if "shape_size" in options:
+            options["shape_size"] = tuple(options["shape_size"])
+        return MovingShapes(num_frames=d.num_frames, size=size, seed=seed, **options)
+    if d.kind == "videos":
+        if d.root is None:
+            raise BadInput("data.kind=videos needs data.root=FOLDER (and optionally data.manifest=FILE)")
+        return VideoFolder(d.root, d.manifest, num_frames=d.num_frames, size=size, fps=d.fps, stride=d.stride,
+                           crop_scale=tuple(d.crop_scale), seed=config.train.seed)
+    raise BadInput(f"data.kind {d.kind!r} must be shapes or videos")
+
+
+class TrainingSamples(Dataset):
+    """Position ``k`` of the run -> one recipe sample; a pure function of (seed, k), so resumes replay.
+
+    Positions walk through a fresh permutation of the dataset each epoch. A sample the dataset cannot
+    give (corrupt, too short) is replaced by the next index, and counted in ``dataset.skipped``.
+    """
+
+    def __init__(self, dataset: Any, recipe: Recipe, seed: int):
+        self.dataset, self.recipe, self.seed = dataset, recipe, seed
+        self._perm: tuple[int, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return 2**62  # an endless stream; the sampler decides which positions are read
+
+    def _index(self, position: int) -> int:
+        """The dataset index at ``position``: the epoch's permutation, cached."""
+        n = len(self.dataset)
+        epoch = position // n
+        if self._perm is None or self._perm[0] != epoch:
+            self._perm = (epoch, np.random.default_rng([self.seed, epoch]).permutation(n))
+        return int(self._perm[1][position % n])
+
+    def __getitem__(self, position: int) -> dict[str, Any]:
+        rng = np.random.default_rng([self.seed, position, 1])
+        index = self._index(position)
+        n = len(self.dataset)
+        for attempt in range(n):
+            try:
+                item = self.dataset.load((index + attempt) % n, rng)
+                break
+            except SkipSample:
+                continue
+        else:
+            raise BadInput(f"no usable sample in the dataset ({len(self.dataset.skipped)} skipped): check the data")
+        return draw_sample(item, self.recipe, rng)
+
+
+class PositionSampler(Sampler):
+    """Yields this rank's sample positions from micro-batch ``start`` on: batch m of rank r is
+    positions ``[(m * world + r) * B, (m * world + r + 1) * B)``."""
+
+    def __init__(self, batch_size: int, rank: int, world: int, start: int = 0):
+        self.batch_size, self.rank, self.world, self.start = batch_size, rank, world, start
+
+    def __iter__(self) -> Iterator[int]:
+        m = self.start
+        while True:
+            base = (m * self.world + self.rank) * self.batch_size
+            yield from range(base, base + self.batch_size)
+            m += 1
+
+    def __len__(self) -> int:
+        return 2**62
+
+
+def uses_images(seed: int, micro: int, image_ratio: float) -> bool:
+    """Whether micro-batch ``micro`` is an image batch (joint training): a function of (seed, micro), so a
+    resumed run replays the same choice, and the loaders' positions can be recounted from it."""
+    return image_ratio > 0 and np.random.default_rng([seed, micro, 2]).random() < image_ratio
+
+
+def make_loader(samples: TrainingSamples, batch_size: int, rank: int, world: int, start: int, workers: int) -> Iterator:
+    """An endless iterator of collated batches for this rank, from micro-batch ``start``."""
+    from torch.utils.data import DataLoader
+
+    from finetune.recipe import collate
+
+    loader = DataLoader(samples, batch_size=batch_size, sampler=PositionSampler(batch_size, rank, world, start),
+                        collate_fn=collate, num_workers=workers, persistent_workers=workers > 0)
+    return iter(loader)
+
+
+def video_batches(config: Config, recipe: Recipe, pipe, rank: int, world: int, start: int) -> tuple[Any, Iterator]:
+    """This rank's endless stream of video micro-batches from its micro-batch ``start``, and the dataset behind it
+    (the loop logs its ``skipped``): the one choice of source for training.
+
+    With ``data.shards`` the batches are cached latents and text embeddings (``finetune.shards``, checked against
+    ``pipe``'s VAE); otherwise recipe samples of ``build_dataset(config)``.
+    """
+    if config.data.shards:
+        from finetune.shards import shard_source
+
+        return shard_source(config, recipe, pipe, rank, world, start)
+    dataset = build_dataset(config)
+    t = config.train
+    return dataset, make_loader(TrainingSamples(dataset, recipe, t.seed), t.batch_size, rank, world, start,
+                                config.data.num_workers)

@@ -72,8 +72,9 @@ def prepare(config, out: str | Path, shard_size: int = 256, progress: bool = Fal
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
+    from finetune.data import build_dataset
+    from finetune.model import build_model
     from finetune.shards import EMPTY_TEXT, MANIFEST, shard_name, vae_fingerprint, write_shard
-    from finetune.train import build_dataset, build_model
     from pdedit.video import atomic_path
 
     # 1. Check the settings and the folder before any decoding.

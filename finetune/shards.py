@@ -3,7 +3,8 @@
 ``python -m finetune.prepare`` decodes, samples and crops each clip once, encodes it, and writes
 ``shard-NNNNN.safetensors`` files plus ``shards.json`` (the shard list, sample counts, skipped videos
 and the settings the shards were made with). The trainer then never decodes a video nor runs the VAE
-or the text encoder: ``shard_source`` is its data source when ``data.shards`` is set.
+or the text encoder: ``shard_source`` is its data source when ``data.shards`` is set
+(``finetune.data.video_batches`` chooses it).
 
 Why safetensors shards rather than WebDataset tars: the project already keeps every tensor in
 safetensors (no pickle); a shard is memory-mapped and read at any sample, so resuming at an exact

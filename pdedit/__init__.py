@@ -20,14 +20,13 @@ _EXPORTS = {
         for name in (
             "VideoInfo", "probe", "parse_size", "default_size", "resize_frame", "aspect_mismatch",
             "Window", "even_indices", "plan_window", "iter_frames", "Clip", "open_clip", "write_video", "check_output",
-            "atomic_path", "load_image", "save_image", "preview_sheet", "make_sample",
+            "atomic_path", "load_image", "save_image", "preview_sheet", "make_sample", "to_uint8",
         )
     },
     # conditioning: c_image layout, image noise, last-frame dropping, tau schedule
     **{
         name: "pdedit.conditioning"
-        for name in ("build_c_image", "perturb_c_image", "drop_last_frame", "round_steps", "last_frame_steps",
-                     "last_frame_schedule", "uses_last_frame")
+        for name in ("build_c_image", "perturb_c_image", "drop_last_frame", "round_steps", "last_frame_schedule")
     },
     # instructions: edits and converters
     **{
@@ -36,20 +35,24 @@ _EXPORTS = {
                      "CONVERTERS", "WEIGHT_FREE_CONVERSIONS", "gallery")
     },
     # models and the sampler
+    **{name: "pdedit.models" for name in ("PixelDanceUNet", "convert_t2v_unet", "tiny_unet_config")},
     **{
-        name: "pdedit.models"
-        for name in ("PixelDanceUNet", "build_tiny_pipeline", "convert_t2v_unet", "convert_t2v_pipeline",
-                     "tiny_unet_config")
+        name: "pdedit.model_init"
+        for name in ("build_tiny_pipeline", "build_tiny_model", "convert_t2v_pipeline")
     },
     **{
         name: "pdedit.pipeline"
-        for name in ("PixelDancePipeline", "load_pipeline", "to_uint8", "SCHEDULERS", "encode_frames",
-                     "encode_video", "decode_video")
+        for name in ("PixelDancePipeline", "SCHEDULERS", "encode_frames", "encode_video", "decode_video")
     },
+    # engines, the generation step, the editor and the comparison video
+    **{name: "pdedit.engines" for name in ("EditJob", "Engine", "EngineSpec", "ENGINES", "choose", "get_engine",
+                                           "choose_engine")},
+    "load_pipeline": "pdedit.engines.pixeldance",
+    **{name: "pdedit.generation" for name in ("Generator", "open_generator", "generate_video")},
     **{name: "pdedit.story" for name in ("generate_long", "Shot", "load_storyboard")},
-    # engines and the editor
-    **{name: "pdedit.engines" for name in ("EditJob", "Engine", "ENGINES", "get_engine", "choose_engine")},
     **{name: "pdedit.editor" for name in ("edit_video", "EditResult")},
+    "write_comparison": "pdedit.compare",
+    # many jobs from one manifest
     **{name: "pdedit.batch" for name in ("run_batch", "read_jobs", "BatchSummary")},
 }
 

@@ -2,9 +2,9 @@
 
 Three tabs: **Edit** (a video, its window, the first and last keyframes edited by an automatic edit,
 an uploaded image or paint on a canvas, then `pdedit.editor.edit_video`), **Generate** (a prompt and
-first/last-frame instructions through the PixelDance pipeline) and **Gallery** (every weight-free
+first/last-frame instructions through any generative engine, ``pdedit.generation``) and **Gallery** (every weight-free
 edit and converter on one image). The app holds no editing logic: it turns page inputs into the
-arguments of `edit_video`, `apply_edit`, `convert` and the pipeline, and their errors into messages
+arguments of `edit_video`, `apply_edit`, `convert` and `generate_video`, and their errors into messages
 in the page (`gr.Error`), never tracebacks.
 
 Every upload and output lives in one working folder (gradio's upload cache is pointed there too),
@@ -37,6 +37,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402  (after the environment above)
 import PIL.Image  # noqa: E402
 
+from pdedit.engines import ENGINES, generative_engines  # noqa: E402
 from pdedit.instructions import EDITS, CONVERTERS, apply_edit, gallery  # noqa: E402
 
 __all__ = ["build_app", "launch_app", "serve", "DEFAULT_MAX_UPLOAD_MB"]
@@ -112,7 +113,7 @@ class _Session:
         self.workdir = workdir
         self.model = model
         self.max_upload_mb = max_upload_mb
-        self._pipelines: dict[str, Any] = {}
+        self._generators: dict[tuple[str, str], Any] = {}
 
     def job_dir(self, kind: str) -> Path:
         """A fresh folder for one job's outputs, inside the working folder."""
@@ -223,7 +224,8 @@ class _Session:
             video, str(first_path), str(last_path) if last_path else None, output=output,
             engine=engine or "auto", model=self.model_dir(model), start=start, end=end,
             frames=int(frames) if frames else None, size=pv.parse_size(size.strip()) if size and size.strip() else None,
-            prompt=prompt or "", tau=float(tau), strength=float(strength), steps=int(steps), guidance=float(guidance),
+            prompt=prompt or "", tau=float(tau), strength=float(strength), steps=int(steps),
+            guidance=float(guidance) if guidance else None,
             seed=int(seed), instruction=instruction or "image", preview=sheet,
             report=lambda line: progress(0.1, desc=line),
         )
@@ -242,42 +244,34 @@ class _Session:
     # ---- Generate tab ----
 
     def generate(self, prompt: str, first_image: np.ndarray | None, last_canvas: dict | None, model: str | None,
-                 frames: float | None, fps: float, size: str | None, tau: float, steps: float, guidance: float,
-                 seed: float, progress=gr.Progress()):
-        """PixelDance generation: the prompt, the first image and an optional last image or sketch."""
+                 frames: float | None, fps: float | None, size: str | None, tau: float, steps: float,
+                 guidance: float | None, seed: float, engine: str | None = "auto",
+                 progress=gr.Progress(track_tqdm=True)):
+        """One generation step (`pdedit.generation`): the prompt, the first image, an optional last image or sketch.
+
+        Any generative engine the model folder is for; frames, fps and guidance at 0 take the engine's own.
+        """
+        from pdedit.generation import generate_video, open_generator
+
         folder = self.model_dir(model)
         if not folder:
-            raise BadInput("generating needs a PixelDance model: type its folder in Model, or start the app with "
+            raise BadInput("generating needs a model: type its folder in Model, or start the app with "
                            "`pdedit app --model DIR` (make a tiny test model with `pdedit model init --tiny DIR`)")
         if first_image is None:
             raise BadInput("no first image given: upload the image the video should start from")
-        import torch
-
-        from pdedit.pipeline import load_pipeline, to_uint8
-
         first = np.asarray(first_image, dtype=np.uint8)[..., :3]
-        w, h = pv.parse_size(size.strip()) if size and size.strip() else pv.default_size(first.shape[1], first.shape[0])
         last = _editor_image(last_canvas, blank_is_none=True)
-        if folder not in self._pipelines:
+        key = (engine or "auto", folder)
+        if key not in self._generators:
             progress(0.0, desc="loading the model")
-            pipe = load_pipeline(folder)
-            pipe.set_progress_bar_config(disable=True)  # the page shows the progress
-            self._pipelines = {folder: pipe}  # one model in memory at a time
-        pipe = self._pipelines[folder]
-        total = int(steps)
-
-        def on_step(pipeline, i, t, kwargs):
-            progress((i + 1) / max(total, 1), desc="denoising")
-            return kwargs
-
-        out = pipe(prompt=prompt or "", first_frame=pv.resize_frame(first, (w, h)),
-                   last_frame=pv.resize_frame(last, (w, h)) if last is not None else None,
-                   num_frames=int(frames) if frames else None, height=h, width=w, num_inference_steps=total,
-                   guidance_scale=float(guidance), tau=float(tau) if last is not None else 0.0,
-                   generator=torch.Generator().manual_seed(int(seed)), output_type="np",
-                   callback_on_step_end=on_step)
-        job = self.job_dir("generate")
-        output = pv.write_video(job / "generated.mp4", to_uint8(out.frames[0]), float(fps))
+            self._generators = {key: open_generator(*key)}  # one model in memory at a time
+        gen = self._generators[key]
+        job = gen.job(first, last, size=pv.parse_size(size.strip()) if size and size.strip() else None,
+                      prompt=prompt or "", frames=int(frames) if frames else None, fps=float(fps) if fps else None,
+                      tau=float(tau), steps=int(steps), guidance=float(guidance) if guidance else None,
+                      seed=int(seed))
+        video = generate_video(job, gen.engine, progress=True)  # the page follows its tqdm bar
+        output = pv.write_video(self.job_dir("generate") / "generated.mp4", video, job.fps)
         return str(output), str(output)
 
     # ---- Gallery tab ----
@@ -353,8 +347,6 @@ def _summary(result: Any) -> str:
 
 def _engine_choices() -> list[str]:
     """"auto" and the registered engines."""
-    from pdedit.engines import ENGINES
-
     return ["auto", *ENGINES]
 
 
@@ -401,14 +393,14 @@ def _edit_tab(session: _Session) -> None:
     with gr.Accordion("Engine and sampler", open=True):
         with gr.Row():
             engine = gr.Dropdown(_engine_choices(), value="auto", label="Engine", elem_id="engine")
-            model = gr.Textbox(session.model or "", label="Model folder (for pixeldance)",
+            model = gr.Textbox(session.model or "", label="Model folder (generative engines)",
                                placeholder="none: the weight-free propagate engine", elem_id="model")
             prompt = gr.Textbox("", label="Prompt (generative engines)", elem_id="prompt")
         with gr.Row():
             tau = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="tau (share of steps that see the last frame)")
             strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="strength (1: pure generation)")
             steps = gr.Slider(1, 100, value=25, step=1, label="steps")
-            guidance = gr.Slider(1.0, 15.0, value=7.5, step=0.5, label="guidance")
+            guidance = gr.Slider(0.0, 15.0, value=0.0, step=0.5, label="guidance (0: the engine's own)")
             seed = gr.Number(0, precision=0, label="seed")
     run = gr.Button("Edit the video", variant="primary", elem_id="run-edit")
     with gr.Row():
@@ -449,14 +441,16 @@ def _generate_tab(session: _Session) -> None:
                 eraser=gr.Eraser(default_size=16), elem_id="gen-last",
             ))
     with gr.Row():
-        model = gr.Textbox(session.model or "", label="Model folder", placeholder="a PixelDance model folder",
-                           elem_id="gen-model")
+        engine = gr.Dropdown(["auto", *generative_engines()], value="auto", label="Engine", elem_id="gen-engine")
+        model = gr.Textbox(session.model or "", label="Model folder",
+                           placeholder="a PixelDance, Wan2.1 FLF2V or LTX-Video folder", elem_id="gen-model")
         tau = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="tau")
         steps = gr.Slider(1, 100, value=25, step=1, label="steps", elem_id="gen-steps")
-        guidance = gr.Slider(1.0, 15.0, value=7.5, step=0.5, label="guidance", elem_id="gen-guidance")
+        guidance = gr.Slider(0.0, 15.0, value=0.0, step=0.5, label="guidance (0: the engine's own)",
+                             elem_id="gen-guidance")
     with gr.Row():
         frames = gr.Number(0, precision=0, minimum=0, label="Frames (0: the model's default)", elem_id="gen-frames")
-        fps = gr.Number(8, minimum=1, label="fps", elem_id="gen-fps")
+        fps = gr.Number(0, minimum=0, label="fps (0: the model's)", elem_id="gen-fps")
         size = gr.Textbox("", label="Size WxH", placeholder="from the first image, longer side 512",
                           elem_id="gen-size")
         seed = gr.Number(0, precision=0, label="seed")
@@ -464,7 +458,8 @@ def _generate_tab(session: _Session) -> None:
     with gr.Row():
         out_video = gr.Video(label="Generated video", interactive=False, height=320, elem_id="gen-output")
         out_file = gr.File(label="Download", interactive=False)
-    run.click(_shown(session.generate), [prompt, first, last, model, frames, fps, size, tau, steps, guidance, seed],
+    run.click(_shown(session.generate),
+              [prompt, first, last, model, frames, fps, size, tau, steps, guidance, seed, engine],
               [out_video, out_file], api_name="generate", concurrency_id=JOBS)
 
 

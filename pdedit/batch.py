@@ -8,7 +8,8 @@ cannot drift from it. This module sits at the CLI's level (it runs CLI commands)
 ``pdedit.cli``; nothing below the CLI imports it.
 
 Paths: inputs (videos, edit images, models) resolve against the manifest's folder and may not leave it
-unless ``allow_outside``; outputs (``output``, ``preview``) are relative to OUT_DIR and always stay in it.
+unless ``allow_outside``; outputs (``output``, ``preview``, edit's ``compare``) are relative to OUT_DIR and always
+stay in it.
 
 Resume: a job whose outputs exist is skipped (outputs are written atomically, so an existing one is
 complete), so a batch killed halfway is rerun with the same command. Every job gets one line in
@@ -54,7 +55,7 @@ INPUT_KEYS = {
     "generate": ("first", "last", "model"),
 }
 SPEC_KEYS = ("first_edit", "last_edit", "keyframe")  # may hold an edit spec (auto:...) instead of a path
-OUTPUT_KEYS = ("output", "preview")
+OUTPUT_KEYS = ("output", "preview", "compare")
 # Keys a job may not set, and why: the batch owns them.
 RESERVED = {
     "json": "the batch reads each job's result itself",
@@ -70,7 +71,7 @@ class Job:
     line: int
     command: str | None = None
     argv: list[str] = field(default_factory=list)
-    outputs: list[str] = field(default_factory=list)  # absolute output paths (output, preview)
+    outputs: list[str] = field(default_factory=list)  # absolute output paths (output, preview, compare)
     output: str | None = None  # as written in the manifest (relative to OUT_DIR)
     engine: tuple[str, str | None] | None = None  # (engine option, model path) for the report's "engine"
     error: str | None = None
@@ -282,9 +283,11 @@ def _make_out_dir(out_dir: Path) -> None:
 class _ModelCache:
     """Loads each PixelDance model folder once per process, for all the jobs that run in it.
 
-    The CLI commands call ``pdedit.pipeline.load_pipeline`` themselves; while the cache is installed that
-    name returns the pipeline already loaded, with the scheduler it was loaded with (a job's --scheduler
-    swaps it, and the next job must not inherit that).
+    A job's command builds its engine itself (``pdedit generate`` through ``pdedit.generation``, ``pdedit edit``
+    through the editor), and the pixeldance engine loads its folder with
+    ``pdedit.engines.pixeldance.load_pipeline``; while the cache is installed that name returns the pipeline
+    already loaded, with the scheduler it was loaded with (a job's --scheduler swaps it, and the next job
+    must not inherit that).
     """
 
     def __init__(self):
@@ -293,9 +296,9 @@ class _ModelCache:
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
-        import pdedit.pipeline as pipeline
+        import pdedit.engines.pixeldance as pixeldance
 
-        original = pipeline.load_pipeline
+        original = pixeldance.load_pipeline
 
         def load_once(model_dir, device="auto", dtype=None):
             key = (str(Path(model_dir).expanduser().resolve()), str(device), str(dtype))
@@ -307,11 +310,11 @@ class _ModelCache:
             pipe.scheduler = scheduler
             return pipe
 
-        pipeline.load_pipeline = load_once
+        pixeldance.load_pipeline = load_once
         try:
             yield
         finally:
-            pipeline.load_pipeline = original
+            pixeldance.load_pipeline = original
 
 
 def _engine_name(job: Job) -> str | None:

@@ -152,7 +152,7 @@ def frames_cmd(video: str, out_dir: str, count: int | None, start: float | None,
 
 @cli.command("app", epilog="\b\nExample:\n  pip install 'pdedit[app]' && pdedit app --port 7860\n"
                            "  then open http://127.0.0.1:7860 in a browser")
-@click.option("--model", default=None, help="PixelDance model folder for the pixeldance engine and the Generate "
+@click.option("--model", default=None, help="Model folder for the generative engines (pixeldance, wan, ltx) and the Generate "
                                             "tab [default: none; edits use the weight-free propagate engine].")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; 0.0.0.0 lets other machines on the network use the app.")
@@ -178,9 +178,6 @@ def app_cmd(model: str | None, host: str, port: int, max_upload_mb: int) -> None
 
 
 # ---- instructions: autoedit, annotate, gallery (pdedit.instructions) ----
-
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
-
 
 def _check_image_output(output: str, inputs: tuple, force: bool) -> None:
     """BadInput unless OUTPUT is a PNG/JPEG path that may be written."""
@@ -254,7 +251,7 @@ def annotate_cmd(image: str, kind: str, method: str | None, boxes_file: str | No
     from pathlib import Path
 
     from pdedit.instructions import convert
-    from pdedit.video import load_image, open_clip, save_image
+    from pdedit.video import VIDEO_SUFFIXES, load_image, open_clip, save_image
 
     # 1. Check everything before the work.
     _check_image_output(output, (image,), force)
@@ -318,6 +315,7 @@ def _index_pairs(values: tuple[str, ...], option: str, convert: Callable[[str], 
 
 @cli.command("edit", epilog="\b\nExamples:\n  pdedit sample clip.mp4\n"
              "  pdedit edit clip.mp4 --first-edit auto:sepia --last-edit auto:sepia -o edited.mp4 --preview sheet.png\n"
+             "  pdedit edit clip.mp4 --first-edit auto:night -o night.mp4 --compare night_vs_source.mp4\n"
              "  pdedit frames clip.mp4 --out keys   # edit keys/*.png in any painter, then:\n"
              "  pdedit edit clip.mp4 --first-edit first.png --last-edit last.png -o edited.mp4")
 @click.argument("video")
@@ -368,12 +366,14 @@ def _index_pairs(values: tuple[str, ...], option: str, convert: Callable[[str], 
 @click.option("--offload", type=click.Choice(["auto", "none", "model", "sequential"]), default=None,
               help="GPU memory saving of the wan/ltx engines: model = enable_model_cpu_offload, sequential = "
                    "per layer; auto = the fastest that fits the VRAM estimate [default: auto].")
+@click.option("--compare", "compare_path", default=None, metavar="OUT",
+              help="Also write a labelled side-by-side video of the source window and the edit here (.mp4).")
 def edit_cmd(video: str, first_edit: str, last_edit: str | None, output: str, engine: str, model: str | None,
              start: float | None, end: float | None, frames: int | None, fps: float | None, size: str | None,
              resize: str, prompt: str, negative_prompt: str, tau: float, strength: float, steps: int,
              guidance: float, image_noise: float, seed: int, instruction: str, edit_model: str | None, crf: int,
              no_audio: bool, preview: str | None, force: bool, as_json: bool, keyframes: tuple[str, ...],
-             keyframe_taus: tuple[str, ...], offload: str | None) -> None:
+             keyframe_taus: tuple[str, ...], offload: str | None, compare_path: str | None) -> None:
     """Edit VIDEO from its edited first (and last) frame.
 
     With no --model the weight-free propagate engine carries the edits along the video's own
@@ -394,7 +394,7 @@ def edit_cmd(video: str, first_edit: str, last_edit: str | None, output: str, en
         preview=preview, force=force, progress=sys.stderr.isatty(),
         keyframes=_index_pairs(keyframes, "--keyframe", str),
         keyframe_tau=_index_pairs(keyframe_taus, "--keyframe-tau", float), offload=offload,
-        report=lambda line: click.echo(line, err=True),
+        report=lambda line: click.echo(line, err=True), compare=compare_path,
     )
     if as_json:
         click.echo(json.dumps(result.to_dict()))
@@ -405,42 +405,32 @@ def edit_cmd(video: str, first_edit: str, last_edit: str | None, output: str, en
     click.echo(str(result.output))
     if result.preview:
         click.echo(str(result.preview))
+    if result.comparison:
+        click.echo(str(result.comparison))
+
+
+@cli.command("compare", epilog="\b\nExample:\n  pdedit sample clip.mp4 && pdedit edit clip.mp4 --first-edit auto:sepia "
+             "--last-edit auto:sepia -o sepia.mp4\n  pdedit compare clip.mp4 sepia.mp4 -o side_by_side.mp4 "
+             "--label source --label sepia")
+@click.argument("videos", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, help="Output video (.mp4).")
+@click.option("--label", "labels", multiple=True, help="Caption of each video, in order [default: the file names].")
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
+def compare_cmd(videos: tuple[str, ...], output: str, labels: tuple[str, ...], force: bool) -> None:
+    """Write a labelled side-by-side video of VIDEOS (a source and its edits; a grid for more than three).
+
+    The tiles are time-aligned on the first video, which also gives the fps, the tile height and the audio.
+    """
+    from pdedit.compare import write_comparison
+
+    click.echo(str(write_comparison(videos, output, labels=labels or None, force=force,
+                                    progress=sys.stderr.isatty())))
 
 
 # ---- PixelDance models and generation (pdedit.models, pdedit.pipeline, pdedit.story) ----
 
 SCHEDULER_NAMES = ["ddim", "dpm++", "euler", "unipc"]  # pdedit.pipeline.SCHEDULERS, without importing torch
-
-
-def _save_model_folder(pipe, output: str, force: bool) -> None:
-    """save_pretrained into a temporary folder beside OUTPUT, then rename it into place."""
-    import shutil
-    import tempfile
-    from pathlib import Path
-
-    from pdedit.errors import BadInput
-
-    out = Path(output)
-    if out.exists() and not force:
-        raise BadInput(f"{out} already exists: pass --force to replace it, or choose another folder")
-    if not out.parent.resolve().is_dir():
-        raise BadInput(f"cannot write {out}: folder {out.parent} does not exist; create it first")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        pipe.save_pretrained(str(tmp), safe_serialization=True)
-        if out.exists():
-            old = tmp.with_name(tmp.name + ".old")
-            out.rename(old)
-            tmp.rename(out)
-            if old.is_dir():
-                shutil.rmtree(old)
-            else:
-                old.unlink()
-        else:
-            tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+TINY_KINDS = ["pixeldance", "wan", "ltx"]  # pdedit.model_init.TINY_BUILDERS, without importing torch
 
 
 @cli.group("model")
@@ -449,42 +439,54 @@ def model_group() -> None:
 
 
 @model_group.command("init", epilog="\b\nExamples:\n  pdedit model init --tiny tiny-model\n"
+                     "  pdedit model init --tiny --kind wan tiny-wan   # then: pdedit generate --model tiny-wan ...\n"
                      "  pdedit model init --from-t2v ./text-to-video-ms-1.7b pixeldance-init")
 @click.argument("output")
 @click.option("--tiny", is_flag=True, help="A tiny random model (seconds to build; for tests and trying things).")
+@click.option("--kind", type=click.Choice(TINY_KINDS), default="pixeldance", show_default=True,
+              help="With --tiny: the kind of model folder, i.e. the engine that runs it (wan: Wan2.1 FLF2V classes, "
+                   "ltx: LTX-Video classes).")
 @click.option("--from-t2v", "source", default=None, metavar="SRC",
               help="A diffusers text-to-video folder or hub id: conv_in widened to [z_t, c_image], new weights zero.")
-@click.option("--frames", type=click.IntRange(2), default=None, help="Default frames of the model [tiny: 8, t2v: 16].")
-@click.option("--fps", type=click.IntRange(1), default=8, show_default=True, help="Default fps of the model.")
+@click.option("--frames", type=click.IntRange(2), default=None,
+              help="Default frames of a PixelDance model [tiny: 8, t2v: 16].")
+@click.option("--fps", type=click.IntRange(1), default=8, show_default=True, help="Default fps of a PixelDance model.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the tiny model's random weights.")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
-def model_init_cmd(output: str, tiny: bool, source: str | None, frames: int | None, fps: int, seed: int,
+def model_init_cmd(output: str, tiny: bool, kind: str, source: str | None, frames: int | None, fps: int, seed: int,
                    force: bool) -> None:
-    """Write a new PixelDance model folder to OUTPUT.
+    """Write a new model folder to OUTPUT (diffusers format, safetensors).
 
     No PixelDance weights are public: --tiny gives random weights that run anywhere; --from-t2v
     starts from a text-to-video model (e.g. ModelScope) that behaves as before until fine-tuned with
-    `python -m finetune`.
+    `python -m finetune`. --tiny --kind wan|ltx makes tiny random folders of the open models' classes,
+    to try the wan and ltx engines without their download (their clips are noise).
     """
     from pathlib import Path
 
     from pdedit.errors import BadInput
+    from pdedit.model_folder import save_folder
 
     if tiny == (source is not None):
         raise BadInput("give exactly one of --tiny or --from-t2v SRC (e.g. `pdedit model init --tiny tiny-model`)")
     if Path(output).exists() and not force:
         raise BadInput(f"{output} already exists: pass --force to replace it, or choose another folder")
-    from pdedit.models import build_tiny_pipeline, convert_t2v_pipeline
+    pixeldance = kind == TINY_KINDS[0]
+    if not pixeldance and (frames or not tiny):
+        raise BadInput(f"--kind {kind} makes a tiny model only, with the model's own clip length: drop "
+                       f"{'--frames' if frames else '--from-t2v'}")
+    from pdedit.model_init import build_tiny_model, convert_t2v_pipeline
 
     if tiny:
-        pipe = build_tiny_pipeline(seed=seed)
-        if frames:
+        pipe = build_tiny_model(kind, seed=seed)
+        if pixeldance and frames:
             pipe.register_to_config(num_frames=frames)
     else:
         click.echo(f"converting {source}", err=True)
         pipe = convert_t2v_pipeline(source, num_frames=frames or 16, fps=fps)
-    pipe.register_to_config(fps=fps)
-    _save_model_folder(pipe, output, force)
+    if pixeldance:
+        pipe.register_to_config(fps=fps)
+    save_folder(lambda tmp: pipe.save_pretrained(str(tmp), safe_serialization=True), output, force)
     click.echo(output)
 
 
@@ -495,7 +497,7 @@ def model_info_cmd(model_dir: str, as_json: bool) -> None:
     """Show a model folder's components, parameter counts, default frames and size."""
     import json
 
-    from pdedit.pipeline import load_pipeline
+    from pdedit.engines.pixeldance import load_pipeline
 
     pipe = load_pipeline(model_dir, device=None)  # counting parameters needs no GPU
     components = {}
@@ -526,20 +528,27 @@ def model_info_cmd(model_dir: str, as_json: bool) -> None:
 def _sampling_options(func):
     """The sampler options shared by `generate` and `story` (same names, same meaning)."""
     options = [
-        click.option("--model", required=True, help="PixelDance model folder (make one: `pdedit model init`)."),
+        click.option("--model", required=True,
+                     help="Model folder: PixelDance (`pdedit model init`), Wan2.1 FLF2V or LTX-Video."),
+        click.option("--engine", default="auto", show_default=True,
+                     help="auto | pixeldance | wan | ltx (auto: the --model folder's kind, from its model_index.json)."),
+        click.option("--offload", type=click.Choice(["auto", "none", "model", "sequential"]), default=None,
+                     help="GPU memory saving of the wan/ltx engines [default: auto, the fastest that fits]."),
         click.option("--negative-prompt", default=None, help="Text for the unconditional branch [default: empty]."),
         click.option("--tau", type=click.FloatRange(0, 1), default=None,
                      help="Fraction of the steps that see the last frame [default: 1.0]."),
         click.option("--steps", type=click.IntRange(1), default=None, help="Denoising steps [default: 25]."),
         click.option("--guidance", type=click.FloatRange(0), default=None,
-                     help="Text guidance scale; <= 1 disables guidance [default: 7.5]."),
-        click.option("--frames", type=click.IntRange(2), default=None, help="Frames per clip [default: the model's]."),
+                     help="Text guidance scale; <= 1 disables guidance [default: the engine's own: 7.5 pixeldance, "
+                          "5 wan, 3 ltx]."),
+        click.option("--frames", type=click.IntRange(2), default=None,
+                     help="Frames per clip [default: the model's: 81 wan, 121 ltx, a PixelDance folder's own]."),
         click.option("--fps", type=click.FloatRange(0, min_open=True), default=None,
-                     help="Frames per second of the video [default: the model's]."),
-        click.option("--size", default=None, help=SIZE_HELP + " [default: the model's size]"),
+                     help="Frames per second of the video [default: the model's: 16 wan, 25 ltx]."),
+        click.option("--size", default=None, help=SIZE_HELP + " [default: the model's size, or from the first image]"),
         click.option("--seed", type=int, default=None, help="Random seed [default: 0]."),
         click.option("--scheduler", type=click.Choice(SCHEDULER_NAMES), default=None,
-                     help="Sampler [default: the model's, DDIM]."),
+                     help="Sampler of the pixeldance engine [default: the model's, DDIM]."),
         click.option("--image-noise", type=click.FloatRange(0), default=None,
                      help="Noise added to the image instructions [default: 0]."),
         click.option("--preview", default=None, help="Also write a labelled preview sheet (PNG) of the frames here."),
@@ -551,32 +560,30 @@ def _sampling_options(func):
     return func
 
 
-def _or(value, default):
-    """``value`` unless it is None."""
-    return default if value is None else value
-
-
 @cli.command("generate", epilog="\b\nExamples:\n  pdedit model init --tiny tiny-model\n"
              "  pdedit sample clip.mp4 && pdedit frames clip.mp4 --out keys\n"
              "  pdedit generate --model tiny-model --prompt 'a slow pan' --first keys/frame_00000.png -o out.mp4\n"
              "  pdedit generate --model tiny-model --prompt 'a slow pan' --first a.png --last b.png --tau 0.5 -o magic.mp4\n"
+             "  pdedit model init --tiny --kind ltx tiny-ltx && pdedit generate --model tiny-ltx --prompt 'a slow pan' "
+             "--first keys/frame_00000.png --frames 9 --size 64x48 --steps 2 -o ltx.mp4\n"
              "  pdedit generate --model ./Wan2.1-FLF2V-14B-720P-diffusers --prompt 'a slow pan' --first a.png "
              "--last b.png --tau 0.6 --size 1280x720 -o wan.mp4")
 @click.option("--prompt", required=True, help="Text instruction.")
 @click.option("--first", "first_path", required=True, help="First-frame instruction (image); cropped to --size.")
 @click.option("--last", "last_path", default=None, help="Last-frame instruction (image): magic mode [default: none].")
-@click.option("--engine", default="auto", show_default=True,
-              help="auto | pixeldance | wan | ltx (auto: the --model folder's kind, from its model_index.json).")
-@click.option("--offload", type=click.Choice(["auto", "none", "model", "sequential"]), default=None,
-              help="GPU memory saving of the wan/ltx engines [default: auto, the fastest that fits].")
 @_sampling_options
 def generate_cmd(prompt: str, first_path: str, last_path: str | None, engine: str, offload: str | None, model: str,
                  negative_prompt: str | None, tau: float | None, steps: int | None, guidance: float | None,
                  frames: int | None, fps: float | None, size: str | None, seed: int | None, scheduler: str | None,
                  image_noise: float | None, preview: str | None, force: bool, output: str) -> None:
-    """Generate a clip from a prompt and a first frame (basic mode), optionally a last frame (magic mode)."""
-    from pdedit.video import check_output, load_image, parse_size, preview_sheet, resize_frame, write_video
+    """Generate a clip from a prompt and a first frame (basic mode), optionally a last frame (magic mode).
 
+    Runs any generative engine (pixeldance, wan, ltx): auto picks it from the --model folder.
+    """
+    from pdedit.generation import generate_video, open_generator
+    from pdedit.video import check_output, load_image, parse_size, preview_sheet, write_video
+
+    # 1. Check everything before the work.
     inputs = [p for p in (first_path, last_path) if p]
     wh = parse_size(size) if size else None
     check_output(output, inputs=inputs, force=force)
@@ -584,61 +591,12 @@ def generate_cmd(prompt: str, first_path: str, last_path: str | None, engine: st
         check_output(preview, inputs=[*inputs, output], force=force)
     first = load_image(first_path)
     last = load_image(last_path) if last_path else None
-
-    from pdedit.engines import ENGINES, EditJob, choose_engine
-    from pdedit.errors import BadInput
-
-    name, _ = choose_engine(engine, model)
-    if name in ("wan", "ltx"):
-        # The open first/last-frame models, with the same tau schedule (pdedit.engines.wan / .ltx).
-        if scheduler:
-            raise BadInput(f"--scheduler {scheduler} applies to PixelDance models; the {name} engine uses its own")
-        from pdedit.video import default_size
-
-        runner = ENGINES[name](model, **({"offload": offload} if offload else {}))
-        wh = wh or default_size(first.shape[1], first.shape[0])
-        job = EditJob(
-            source=None, first=resize_frame(first, wh, "crop"),
-            last=resize_frame(last, wh, "crop") if last is not None else None,
-            num_frames=_or(frames, runner.default_frames), fps=_or(fps, runner.default_fps), size=wh,
-            prompt=prompt, negative_prompt=negative_prompt or "", tau=_or(tau, 1.0), steps=_or(steps, 25),
-            guidance=_or(guidance, runner.default_guidance), seed=_or(seed, 0), image_noise=_or(image_noise, 0.0),
-        )
-        video = list(runner.render(job, progress=sys.stderr.isatty()))
-        write_video(output, video, job.fps, force=force, inputs=inputs)
-        if preview:
-            preview_sheet(video, preview)
-        click.echo(output)
-        return
-    if name != "pixeldance" or offload:
-        raise BadInput(f"pdedit generate runs pixeldance, wan or ltx models (--offload: wan, ltx only); "
-                       f"{model} is for the {name} engine")
-
-    import torch
-
-    from pdedit.pipeline import load_pipeline, to_uint8
-
-    pipe = load_pipeline(model)
-    if scheduler:
-        pipe.set_scheduler(scheduler)
-    wh = wh or pipe.default_size
-    result = pipe(
-        prompt=prompt,
-        first_frame=resize_frame(first, wh, "crop"),
-        last_frame=resize_frame(last, wh, "crop") if last is not None else None,
-        negative_prompt=negative_prompt,
-        num_frames=frames,
-        width=wh[0],
-        height=wh[1],
-        num_inference_steps=_or(steps, 25),
-        guidance_scale=_or(guidance, 7.5),
-        tau=_or(tau, 1.0),
-        image_noise=_or(image_noise, 0.0),
-        generator=torch.Generator().manual_seed(_or(seed, 0)),
-        output_type="np",
-    )
-    video = to_uint8(result.frames)
-    write_video(output, video, _or(fps, pipe.config.fps), force=force, inputs=inputs)
+    gen = open_generator(engine, model, offload=offload, scheduler=scheduler)
+    # 2. Generate and write.
+    job = gen.job(first, last, size=wh, prompt=prompt, negative_prompt=negative_prompt, tau=tau, steps=steps,
+                  guidance=guidance, frames=frames, fps=fps, seed=seed, image_noise=image_noise)
+    video = generate_video(job, gen.engine, progress=sys.stderr.isatty())
+    write_video(output, video, job.fps, force=force, inputs=inputs)
     if preview:
         preview_sheet(video, preview)
     click.echo(output)
@@ -652,22 +610,25 @@ def generate_cmd(prompt: str, first_path: str, last_path: str | None, engine: st
 @click.option("--first", "first_path", default=None,
               help="First-frame instruction of shot 1 [default: the storyboard's 'first'].")
 @_sampling_options
-def story_cmd(storyboard: str, first_path: str | None, model: str, negative_prompt: str | None, tau: float | None,
-              steps: int | None, guidance: float | None, frames: int | None, fps: float | None, size: str | None,
-              seed: int | None, scheduler: str | None, image_noise: float | None, preview: str | None,
-              force: bool, output: str) -> None:
+def story_cmd(storyboard: str, first_path: str | None, engine: str, offload: str | None, model: str,
+              negative_prompt: str | None, tau: float | None, steps: int | None, guidance: float | None,
+              frames: int | None, fps: float | None, size: str | None, seed: int | None, scheduler: str | None,
+              image_noise: float | None, preview: str | None, force: bool, output: str) -> None:
     """Generate a long video from a storyboard YAML: shots chained by their last frames.
 
     The last generated frame of each shot is the first-frame instruction of the next. Options given
     here override the storyboard's settings (size, frames, fps, steps, guidance, tau, image_noise,
-    seed, negative_prompt); a shot's own frames / tau / seed override both.
+    seed, negative_prompt); a shot's own frames / tau / seed override both. Any generative engine
+    (pixeldance, wan, ltx) runs it.
     """
     from pathlib import Path
 
     from pdedit.errors import BadInput
+    from pdedit.generation import open_generator
     from pdedit.story import generate_long, load_storyboard, with_first
     from pdedit.video import check_output, load_image, parse_size, preview_sheet, write_video
 
+    # 1. Check everything before the work.
     board = load_storyboard(storyboard)
     if first_path:
         board = with_first(board, load_image(first_path), Path(first_path))
@@ -677,27 +638,13 @@ def story_cmd(storyboard: str, first_path: str | None, model: str, negative_prom
     check_output(output, inputs=inputs, force=force)
     if preview:
         check_output(preview, inputs=[*inputs, output], force=force)
-    s = board.settings
-    wh = parse_size(size) if size else s.get("size")
-
-    from pdedit.pipeline import load_pipeline
-
-    pipe = load_pipeline(model)
-    if scheduler:
-        pipe.set_scheduler(scheduler)
-    frames_iter = generate_long(
-        pipe,
-        board.shots,
-        board.first,
-        num_frames=_or(frames, s.get("frames")),
-        size=wh,
-        steps=_or(steps, s.get("steps", 25)),
-        guidance=_or(guidance, s.get("guidance", 7.5)),
-        tau=_or(tau, s.get("tau", 1.0)),
-        image_noise=_or(image_noise, s.get("image_noise", 0.0)),
-        negative_prompt=_or(negative_prompt, s.get("negative_prompt", "")),
-        seed=_or(seed, s.get("seed", 0)),
-    )
+    given = {"size": parse_size(size) if size else None, "frames": frames, "fps": fps, "steps": steps,
+             "guidance": guidance, "tau": tau, "image_noise": image_noise, "negative_prompt": negative_prompt,
+             "seed": seed}
+    settings = {k: v if v is not None else board.settings.get(k) for k, v in given.items()}
+    gen = open_generator(engine, model, offload=offload, scheduler=scheduler)
+    # 2. Generate shot by shot, streaming into the writer.
+    fps_out = settings.pop("fps") or gen.choice.fps
     video = []
 
     def keep(frames_in):
@@ -705,8 +652,8 @@ def story_cmd(storyboard: str, first_path: str | None, model: str, negative_prom
             video.append(frame)
             yield frame
 
-    write_video(output, keep(frames_iter) if preview else frames_iter, _or(fps, s.get("fps", pipe.config.fps)),
-                force=force, inputs=inputs)
+    frames_iter = generate_long(gen, board.shots, board.first, progress=sys.stderr.isatty(), **settings)
+    write_video(output, keep(frames_iter) if preview else frames_iter, fps_out, force=force, inputs=inputs)
     if preview:
         preview_sheet(video, preview)
     click.echo(output)

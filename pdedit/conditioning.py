@@ -23,9 +23,7 @@ __all__ = [
     "perturb_c_image",
     "drop_last_frame",
     "round_steps",
-    "last_frame_steps",
     "last_frame_schedule",
-    "uses_last_frame",
 ]
 
 
@@ -79,25 +77,15 @@ def round_steps(fraction: float, num_steps: int) -> int:
     return min(num_steps, int(math.floor(fraction * num_steps + 0.5)))
 
 
-def last_frame_steps(tau: float, num_steps: int) -> int:
-    """Number of denoising steps that see the last frame: ``round(tau * T)`` (tau=0: none, tau=1: all).
+def last_frame_schedule(tau: float, num_steps: int) -> list[bool]:
+    """Per step, whether the last-frame instruction is given: True for the first ``round(tau * T)`` steps.
 
-    Python's ``round`` rounds halves to even; PixelDance states a fraction of the steps, so halves are
-    rounded up here (tau=0.5 of 5 steps is 3 steps), which keeps the count monotone in tau.
+    PixelDance §3.2: the last frame guides only the first tau of the steps (tau=0: none, tau=1: all).
+    Halves round up (``round_steps``: tau=0.5 of 5 steps is 3 steps), which keeps the count monotone in tau.
     """
     if not 0.0 <= tau <= 1.0:
         raise ValueError(f"tau must be in [0, 1], got {tau}")
     if num_steps < 0:
         raise ValueError(f"num_steps must be >= 0, got {num_steps}")
-    return round_steps(tau, num_steps)
-
-
-def last_frame_schedule(tau: float, num_steps: int) -> list[bool]:
-    """Per step, whether the last-frame instruction is given: True for the first ``round(tau*T)`` steps."""
-    k = last_frame_steps(tau, num_steps)
+    k = round_steps(tau, num_steps)
     return [i < k for i in range(num_steps)]
-
-
-def uses_last_frame(step_index: int, tau: float, num_steps: int) -> bool:
-    """Whether denoising step ``step_index`` (0-based, in sampling order) sees the last frame."""
-    return step_index < last_frame_steps(tau, num_steps)

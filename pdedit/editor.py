@@ -15,7 +15,6 @@ as the window and the source audio stays in sync (see ``pdedit.video.plan_window
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -26,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from pdedit import video as pv
-from pdedit.engines import ENGINES, KEYFRAME_ENGINES, EditJob, choose_engine
-from pdedit.errors import BadInput, Unsupported
+from pdedit.engines import choose
+from pdedit.errors import BadInput
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +34,6 @@ __all__ = ["EditResult", "edit_video", "ASPECT_TOLERANCE", "INSTRUCTION_KINDS"]
 
 ASPECT_TOLERANCE = 0.02  # an edit image may differ from the video's aspect by 2% (rounding, a cropped row)
 INSTRUCTION_KINDS = ("image", "sketch", "pose", "boxes", "depth")
-DEFAULT_GENERATED_FRAMES = 16
 PREVIEW_FRAMES = 12
 
 
@@ -48,7 +46,7 @@ class EditResult:
         engine: the engine that ran; reason: why it was chosen.
         frames: frames written; fps: their frame rate; size: (w, h); seconds: the output's duration.
         start, end: the source window in seconds; audio: whether the source audio was carried.
-        preview: the preview sheet written, or None.
+        preview: the preview sheet written, or None; comparison: the side-by-side video written, or None.
         timings: seconds per step ("prepare", "keyframes", "render", "write", "preview", "total").
     """
 
@@ -63,6 +61,7 @@ class EditResult:
     end: float
     audio: bool
     preview: Path | None = None
+    comparison: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -70,6 +69,7 @@ class EditResult:
         out = dict(self.__dict__)
         out["output"] = str(self.output)
         out["preview"] = str(self.preview) if self.preview else None
+        out["comparison"] = str(self.comparison) if self.comparison else None
         out["size"] = list(self.size)
         return out
 
@@ -118,17 +118,6 @@ def _check_aspect(edit: _Edit, which: str, info: pv.VideoInfo) -> None:
         )
 
 
-def _model_frames(model: str | os.PathLike | None) -> int:
-    """The clip length a model folder was made for (model_index.json "num_frames"), else a default."""
-    if model is None:
-        return DEFAULT_GENERATED_FRAMES
-    try:
-        value = json.loads((Path(model) / "model_index.json").read_text(encoding="utf-8")).get("num_frames")
-    except (OSError, ValueError, AttributeError):
-        value = None
-    return int(value) if isinstance(value, int) and value >= 2 else DEFAULT_GENERATED_FRAMES
-
-
 def _even_size(width: int, height: int) -> tuple[int, int]:
     """The video's own size with even sides (H.264 yuv420p needs them)."""
     return max(2, width - width % 2), max(2, height - height % 2)
@@ -142,6 +131,20 @@ def _keyframe(edit: _Edit, source: Callable[[], np.ndarray], clip: pv.Clip, resi
     from pdedit.instructions import apply_edit
 
     return apply_edit(source(), edit.spec, edit_model=edit_model, seed=seed)
+
+
+def _write_comparison(clip: pv.Clip, output: Path, compare: Path, engine: str, *, audio_from: str | None,
+                      force: bool, progress: bool) -> Path:
+    """Side by side: the source window as the edit saw it (written to a temporary file) and the edited output."""
+    import tempfile
+
+    from pdedit.compare import write_comparison
+
+    with tempfile.TemporaryDirectory(dir=compare.parent, prefix=".pdedit-compare-") as tmp:
+        source = pv.write_video(Path(tmp) / "source.mp4", clip, clip.fps, audio_from=audio_from,
+                                audio_window=(clip.window.start, clip.window.end))
+        return write_comparison([source, output], compare, labels=["source", f"edit ({engine})"], force=force,
+                                progress=progress)
 
 
 class _Tap:
@@ -200,6 +203,7 @@ def edit_video(
     keyframes: Mapping[int, str | os.PathLike] | None = None,
     keyframe_tau: Mapping[int, float] | None = None,
     offload: str | None = None,
+    compare: str | os.PathLike | None = None,
 ) -> EditResult:
     """Edit a window of ``video`` from edited keyframes and write it to ``output``.
 
@@ -236,6 +240,8 @@ def edit_video(
         keyframe_tau: per keyframe position (the last one's included), the fraction of the steps that see
             it [default: ``tau``]; for the ltx and wan engines.
         offload: none | model | sequential | auto, for the open-model engines (wan, ltx) [default: auto].
+        compare: also write a labelled side-by-side mp4 of the source window and the edit here
+            (``pdedit.compare.write_comparison``).
 
     Raises:
         BadInput, MissingModel, Unsupported: before anything is written, with a message naming the input.
@@ -244,7 +250,8 @@ def edit_video(
     timings: dict[str, float] = {}
 
     # 1. Check inputs, cheapest first, all before any heavy work.
-    name, reason = choose_engine(engine, model)
+    choice = choose(engine, model)
+    name, reason, generative = choice.name, choice.why, choice.spec.needs_model
     if resize not in pv.RESIZE_POLICIES:
         raise BadInput(f"--resize {resize!r} is unknown: use one of {', '.join(pv.RESIZE_POLICIES)}")
     if not 0 <= crf <= 51:
@@ -254,17 +261,11 @@ def edit_video(
     converting = instruction not in (None, "image")
     if converting and last_edit is None:
         raise BadInput(f"--instruction {instruction} converts the last edit: give --last-edit too")
-    if converting and name == "propagate":
+    if converting and not generative:
         raise BadInput(f"--instruction {instruction} makes a {instruction} last frame for a generative model tuned "
-                       "for it; the propagate engine carries image edits: drop --instruction or pass --model")
-    if keyframes and name not in KEYFRAME_ENGINES:
-        raise Unsupported(f"the {name} engine takes a first and a last frame only, not --keyframe "
-                          f"{sorted(keyframes)}: drop the keyframes, or use --engine ltx or propagate")
-    engine_options = {}
-    if offload is not None:
-        if name not in ("wan", "ltx"):
-            raise BadInput(f"--offload {offload} applies to the wan and ltx engines, not {name}: drop it")
-        engine_options["offload"] = offload
+                       f"for it; the {name} engine carries image edits: drop --instruction or pass --model")
+    choice.check_keyframes(keyframes)
+    engine_options = choice.spec.check_options({"offload": offload})
     info = pv.probe(video)
     first = _read_edit(first_edit, "--first-edit")
     last = _read_edit(last_edit, "--last-edit") if last_edit is not None else None
@@ -278,11 +279,14 @@ def edit_video(
         if Path(preview).resolve() == Path(output).resolve():
             raise BadInput(f"--preview {preview} is the output video: give the sheet its own .png name")
         pv.check_output(preview, inputs=inputs, force=force)
-    generative = name != "propagate"
+    if compare is not None:
+        if len({Path(p).resolve() for p in (output, compare, preview or output)}) < 2 + (preview is not None):
+            raise BadInput(f"--compare {compare} is another output of this edit: give it its own .mp4 name")
+        pv.check_output(compare, inputs=inputs, force=force)
     if size is None:
         size = pv.default_size(info.width, info.height) if generative else _even_size(info.width, info.height)
-    if generative and frames is None and fps is None:
-        frames = _model_frames(model)
+    if frames is None and fps is None:
+        frames = choice.frames  # the model's clip length; None (propagate): every frame of the window
     clip = pv.Clip(info, pv.plan_window(info, start, end, frames, fps), size, resize)  # info is probed once
     window = clip.window
     for i in extra:
@@ -313,13 +317,13 @@ def edit_video(
     timings["keyframes"] = time.perf_counter() - t0
 
     # 3. Render, streaming into the writer.
-    job = EditJob(
+    job = choice.job(
         source=clip, first=first_frame, last=last_frame, num_frames=len(clip), fps=clip.fps, size=clip.size,
         prompt=prompt, negative_prompt=negative_prompt, tau=tau, strength=strength, steps=steps,
         guidance=guidance, seed=seed, image_noise=image_noise, keyframes=key_frames,
         keyframe_tau={int(i): float(t) for i, t in (keyframe_tau or {}).items()},
     )
-    runner = ENGINES[name](model, **engine_options)
+    runner = choice.build(**engine_options)
     keep = PREVIEW_FRAMES if preview is not None else 0
     tap = _Tap(iter(runner.render(job, progress=progress)), len(clip), keep)
     carry_audio = bool(audio and info.has_audio)
@@ -338,9 +342,16 @@ def edit_video(
         order = sorted(tap.kept)
         sheet = pv.preview_sheet([tap.kept[i] for i in order], preview, labels=order, max_frames=PREVIEW_FRAMES)
         timings["preview"] = time.perf_counter() - t0
+    # 5. Side-by-side comparison: the source window (its own frames, resampled like the edit) and the edit.
+    comparison = None
+    if compare is not None:
+        t0 = time.perf_counter()
+        comparison = _write_comparison(clip, Path(output), Path(compare), name, force=force, progress=progress,
+                                       audio_from=str(video) if carry_audio else None)
+        timings["compare"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
     return EditResult(
         output=Path(output), engine=name, reason=reason, frames=len(clip), fps=clip.fps, size=clip.size,
         seconds=len(clip) / clip.fps, start=window.start, end=window.end, audio=carry_audio, preview=sheet,
-        timings=timings,
+        comparison=comparison, timings=timings,
     )

@@ -9,13 +9,9 @@ both defined once in ``pdedit.conditioning``.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-import json
 import logging
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -36,7 +32,7 @@ from diffusers.video_processor import VideoProcessor
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from pdedit.conditioning import build_c_image, drop_last_frame, last_frame_schedule, perturb_c_image, round_steps
-from pdedit.errors import BadInput, MissingModel
+from pdedit.errors import BadInput
 from pdedit.models.unet import PixelDanceUNet
 from pdedit.models.pixel_space import PixelSpaceVAE
 
@@ -44,8 +40,6 @@ __all__ = [
     "PixelDancePipeline",
     "PixelDancePipelineOutput",
     "SCHEDULERS",
-    "load_pipeline",
-    "to_uint8",
     "encode_frames",
     "encode_video",
     "decode_video",
@@ -453,143 +447,3 @@ class PixelDancePipeline(DiffusionPipeline):
         elif b != batch_size:
             raise BadInput(f"source video: batch of {b} for {batch_size} prompts")
         return video
-
-
-def to_uint8(frames: Any) -> list[np.ndarray]:
-    """uint8 (H, W, 3) frames from one video: float (F, H, W, 3) or (1, F, H, W, 3) in [0, 1], or PIL images."""
-    if isinstance(frames, list) and frames and isinstance(frames[0], list):
-        frames = frames[0] if len(frames) == 1 else None
-        if frames is None:
-            raise ValueError("to_uint8 takes one video; index the batch first")
-    if isinstance(frames, list) and frames and isinstance(frames[0], PIL.Image.Image):
-        return [np.asarray(f.convert("RGB")) for f in frames]
-    arr = np.asarray(frames)
-    if arr.ndim == 5:
-        if arr.shape[0] != 1:
-            raise ValueError(f"to_uint8 takes one video; got a batch of {arr.shape[0]}: index it first")
-        arr = arr[0]
-    if arr.ndim != 4 or arr.shape[-1] != 3:
-        raise ValueError(f"expected (F, H, W, 3) frames, got shape {arr.shape}")
-    if arr.dtype == np.uint8:
-        return list(arr)
-    return list((np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
-
-
-_COMPONENTS = ("vae", "text_encoder", "tokenizer", "unet", "scheduler")
-
-
-def _how_to_make(model_dir: str) -> str:
-    """The hint that ends every missing-model message."""
-    return (
-        f"make one with `pdedit model init --tiny {model_dir}` (random weights, for trying things out) or "
-        f"`pdedit model init --from-t2v SRC {model_dir}` (from a text-to-video model, then fine-tune it)"
-    )
-
-
-def read_model_index(folder: str | Path, hint: str) -> dict[str, Any]:
-    """A diffusers folder's model_index.json, with a str ``_class_name``; MissingModel ending in ``hint`` otherwise.
-
-    The one reader of model folders: the pixeldance pipeline, the engine chooser and the open-model engines
-    all use it, each with its own hint on getting the right model.
-    """
-    path = Path(folder).expanduser()
-    if not path.exists():
-        raise MissingModel(f"model folder {path} does not exist: {hint}")
-    if not path.is_dir():
-        raise MissingModel(f"model {path} is a file, expected a diffusers folder: {hint}")
-    index_file = path / "model_index.json"
-    if not index_file.is_file():
-        raise MissingModel(f"{path} has no model_index.json, so it is not a diffusers model folder: {hint}")
-    try:
-        index = json.loads(index_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise MissingModel(f"{index_file} is not valid JSON ({err}): {hint}") from err
-    if not isinstance(index, dict) or not isinstance(index.get("_class_name"), str):
-        raise MissingModel(f"{index_file} has no _class_name, so the model kind is unknown: {hint}")
-    return index
-
-
-def _check_model_folder(path: Path) -> None:
-    """Raise MissingModel unless ``path`` holds a PixelDancePipeline folder with all its components."""
-    index = read_model_index(path, _how_to_make(str(path)))
-    cls = index["_class_name"]
-    if cls != PixelDancePipeline.__name__:
-        hint = (f"convert it with `pdedit model init --from-t2v {path} OUT`" if cls == "TextToVideoSDPipeline"
-                else _how_to_make(str(path)))
-        raise MissingModel(f"{path} holds a {cls} model, not a PixelDancePipeline: {hint}")
-    missing = [c for c in _COMPONENTS if c not in index or not (path / c).is_dir()]
-    if missing:
-        raise MissingModel(f"{path} lacks the component folder(s) {', '.join(missing)}: {_how_to_make(str(path))}")
-
-
-def _parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
-    """A torch dtype from a dtype or a name (float32, fp16, bf16, ...)."""
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    names = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
-             "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
-    if dtype not in names:
-        raise BadInput(f"unknown dtype {dtype!r}: choose one of {', '.join(names)}")
-    return names[dtype]
-
-
-@contextlib.contextmanager
-def quiet_loading():
-    """Hide diffusers' and transformers' loading bars while loading: a library call stays quiet."""
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    restore = [lib for lib in (diffusers_logging, transformers_logging) if lib.is_progress_bar_enabled()]
-    for lib in restore:
-        lib.disable_progress_bar()
-    try:
-        yield
-    finally:
-        for lib in restore:
-            lib.enable_progress_bar()
-
-
-def load_pipeline(
-    model_dir: str | Path,
-    device: str | torch.device | None = "auto",
-    dtype: torch.dtype | str | None = None,
-) -> PixelDancePipeline:
-    """Load a PixelDancePipeline from a local diffusers folder (or a hub id when online).
-
-    Args:
-        model_dir: a folder made by ``pdedit model init`` or saved by finetune / ``save_pretrained``;
-            a hub id ("owner/name") is tried only when no such folder exists and HF_HUB_OFFLINE is unset.
-        device: where to move it: "auto" (default) is the GPU when torch sees one, else the CPU;
-            None leaves it where it was loaded (the CPU).
-        dtype: torch dtype or name ("fp16", "bf16", ...); default float32 as saved.
-
-    Raises:
-        MissingModel: the folder is absent, not a PixelDance model, lacks components or cannot be loaded;
-            the message says how to make one.
-    """
-    path = Path(model_dir).expanduser()
-    torch_dtype = _parse_dtype(dtype)
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-    looks_like_hub_id = not path.exists() and str(model_dir).count("/") == 1 and not str(model_dir).startswith((".", "/", "~"))
-    if path.exists() or offline or not looks_like_hub_id:
-        _check_model_folder(path)
-        source, local_only = str(path), True
-    else:
-        source, local_only = str(model_dir), False
-    kwargs: dict[str, Any] = {"local_files_only": local_only}
-    if torch_dtype is not None:
-        kwargs["torch_dtype"] = torch_dtype
-    try:
-        with quiet_loading():
-            pipe = PixelDancePipeline.from_pretrained(source, **kwargs)
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError, json.JSONDecodeError) as err:
-        raise MissingModel(f"cannot load the model in {model_dir} ({type(err).__name__}: {err}); "
-                           f"{_how_to_make(str(model_dir))}") from err
-    if not isinstance(pipe.unet, PixelDanceUNet):
-        raise MissingModel(f"{model_dir}: unet is a {type(pipe.unet).__name__}, not a PixelDanceUNet: "
-                           f"convert a text-to-video model with `pdedit model init --from-t2v SRC OUT`")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else None
-    if device is not None:
-        pipe.to(device)
-    return pipe

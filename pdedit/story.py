@@ -8,9 +8,9 @@ A storyboard is a YAML file::
     first: start.png        # first-frame instruction of shot 1 (relative to the YAML file)
     size: 64x64             # optional; default: the model's size
     frames: 8               # per shot; default: the model's
-    fps: 8
+    fps: 8                  # default: the model's
     steps: 25
-    guidance: 7.5
+    guidance: 7.5           # default: the engine's own
     tau: 1.0
     image_noise: 0.0
     seed: 0
@@ -34,7 +34,7 @@ import numpy as np
 from pdedit.errors import BadInput
 
 if TYPE_CHECKING:
-    from pdedit.pipeline import PixelDancePipeline
+    from pdedit.generation import Generator
 
 __all__ = ["Shot", "Storyboard", "load_storyboard", "with_first", "generate_long"]
 
@@ -149,18 +149,19 @@ def load_storyboard(path: str | Path) -> Storyboard:
 
 
 def generate_long(
-    pipe: PixelDancePipeline,
+    generator: Generator,
     shots: list[Shot] | tuple[Shot, ...],
     first_frame: np.ndarray,
     *,
-    num_frames: int | None = None,
+    frames: int | None = None,
     size: tuple[int, int] | None = None,
-    steps: int = 25,
-    guidance: float = 7.5,
-    tau: float = 1.0,
-    image_noise: float = 0.0,
-    negative_prompt: str = "",
-    seed: int = 0,
+    steps: int | None = None,
+    guidance: float | None = None,
+    tau: float | None = None,
+    image_noise: float | None = None,
+    negative_prompt: str | None = None,
+    seed: int | None = None,
+    progress: bool = False,
 ) -> Iterator[np.ndarray]:
     """Generate shots one after another and yield their uint8 frames as one continuous video.
 
@@ -169,44 +170,34 @@ def generate_long(
     video has ``F + sum(F_k - 1)`` frames and no repeated frame at a join.
 
     Args:
-        pipe: a loaded PixelDancePipeline.
+        generator: a generative engine (``pdedit.generation.open_generator``): pixeldance, wan or ltx.
         shots: the clips, in order (prompt, optional last frame, optional frames / tau / seed).
         first_frame: uint8 (H, W, 3) first-frame instruction of shot 1.
-        num_frames: frames per shot unless a shot says otherwise; default the model's.
-        size: (W, H) of the video; instructions are cropped to it; default the model's size.
-        steps, guidance, tau, image_noise, negative_prompt: as in ``PixelDancePipeline.__call__``.
-        seed: shot k uses ``seed + k`` unless it sets its own seed.
+        frames: frames per shot unless a shot says otherwise; default the model's.
+        size: (W, H) of the video; instructions are cropped to it; default the model's size (or from
+            the first frame's aspect).
+        steps, guidance, tau, image_noise, negative_prompt: as in ``pdedit.engines.EditJob``; None takes
+            the engine's default.
+        seed: shot k uses ``seed + k`` (seed default 0) unless it sets its own seed.
+        progress: show each shot's progress bar on stderr.
     """
-    import torch
-
-    from pdedit.pipeline import to_uint8
-    from pdedit.video import resize_frame
+    from pdedit.generation import generate_video
 
     if not shots:
         raise BadInput("a long video needs at least one shot")
-    w, h = size or pipe.default_size
-    first = resize_frame(first_frame, (w, h), "crop")
+    size = tuple(size) if size else generator.default_size(first_frame)
+    first = first_frame
     for k, shot in enumerate(shots):
         logger.info("shot %d/%d: %s", k + 1, len(shots), shot.prompt)
-        last = resize_frame(shot.last, (w, h), "crop") if shot.last is not None else None
-        result = pipe(
-            prompt=shot.prompt,
-            first_frame=first,
-            last_frame=last,
-            negative_prompt=negative_prompt,
-            num_frames=shot.num_frames or num_frames,
-            height=h,
-            width=w,
-            num_inference_steps=steps,
-            guidance_scale=guidance,
-            tau=tau if shot.tau is None else shot.tau,
-            image_noise=image_noise,
-            generator=torch.Generator().manual_seed(seed + k if shot.seed is None else shot.seed),
-            output_type="np",
+        job = generator.job(
+            first, shot.last, size=size, prompt=shot.prompt, negative_prompt=negative_prompt,
+            frames=shot.num_frames or frames, steps=steps, guidance=guidance,
+            tau=tau if shot.tau is None else shot.tau, image_noise=image_noise,
+            seed=(seed or 0) + k if shot.seed is None else shot.seed,
         )
-        frames = to_uint8(result.frames)
-        yield from frames if k == 0 else frames[1:]
-        first = frames[-1]
+        video = generate_video(job, generator.engine, progress=progress)
+        yield from video if k == 0 else video[1:]
+        first = video[-1]
 
 
 def with_first(storyboard: Storyboard, first: np.ndarray, source: Path | None = None) -> Storyboard:

@@ -39,10 +39,13 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "VideoInfo", "probe", "parse_size", "default_size", "resize_frame", "aspect_mismatch",
     "Window", "even_indices", "plan_window", "iter_frames", "Clip", "open_clip", "write_video", "check_output",
-    "atomic_path", "load_image", "save_image", "preview_sheet", "make_sample", "ffmpeg_exe",
+    "atomic_path", "load_image", "save_image", "preview_sheet", "make_sample", "ffmpeg_exe", "to_uint8",
+    "VIDEO_SUFFIXES",
 ]
 
 RESIZE_POLICIES = ("crop", "pad", "fit")
+# File names taken for videos (a folder of training clips, a video given where an image may be).
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
 # Seeking costs about one GOP of decoding; below this gap, decoding straight on is cheaper.
 SEEK_GAP = 48
 
@@ -232,6 +235,26 @@ def _scaled(frame: np.ndarray, w: int, h: int) -> np.ndarray:
         return frame
     shrink = w * h < frame.shape[0] * frame.shape[1]
     return cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+
+
+def to_uint8(frames: object) -> list[np.ndarray]:
+    """uint8 (H, W, 3) frames from one video as a pipeline returns it: float (F, H, W, 3) or (1, F, H, W, 3) in [0, 1], or PIL images."""
+    if isinstance(frames, list) and frames and isinstance(frames[0], list):
+        frames = frames[0] if len(frames) == 1 else None
+        if frames is None:
+            raise ValueError("to_uint8 takes one video; index the batch first")
+    if isinstance(frames, list) and frames and hasattr(frames[0], "convert"):  # PIL images
+        return [np.asarray(f.convert("RGB")) for f in frames]
+    arr = np.asarray(frames)
+    if arr.ndim == 5:
+        if arr.shape[0] != 1:
+            raise ValueError(f"to_uint8 takes one video; got a batch of {arr.shape[0]}: index it first")
+        arr = arr[0]
+    if arr.ndim != 4 or arr.shape[-1] != 3:
+        raise ValueError(f"expected (F, H, W, 3) frames, got shape {arr.shape}")
+    if arr.dtype == np.uint8:
+        return list(arr)
+    return list((np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
 
 
 def resize_frame(frame: np.ndarray, size: tuple[int, int], policy: str = "crop") -> np.ndarray:

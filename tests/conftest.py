@@ -46,7 +46,7 @@ def sample_clip(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random PixelDance model folder (seeded), built once per session with build_tiny_pipeline."""
-    from pdedit.models import build_tiny_pipeline
+    from pdedit.model_init import build_tiny_pipeline
 
     folder = tmp_path_factory.mktemp("models") / "tiny"
     build_tiny_pipeline(folder, seed=0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import subprocess
 import sys
 
@@ -9,9 +11,13 @@ import pdedit
 
 
 def test_every_public_name_resolves_to_its_defining_module():
-    for name in pdedit.__all__:
+    for name, module in pdedit._EXPORTS.items():
         value = getattr(pdedit, name)
-        assert value is not None, name
+        assert value is getattr(importlib.import_module(module), name), name
+        if inspect.isfunction(value) or inspect.isclass(value):
+            # defined there (or in a submodule of that package), not imported from somewhere else
+            assert value.__module__ == module or value.__module__.startswith(module + "."), (
+                f"{name} is defined in {value.__module__}, exported from {module}")
 
 
 def test_unknown_name_is_an_attribute_error():

@@ -199,6 +199,20 @@ def test_generate_with_a_tiny_model_returns_the_asked_frames(client, app_clip, t
     assert (info.frame_count, info.width, info.height, info.fps) == (4, 64, 48, 8)
 
 
+def test_generate_tab_runs_an_open_engine_with_its_own_defaults(client, app_clip, single_thread_torch, tmp_path):
+    from gradio_client import handle_file
+
+    from pdedit.model_init import build_tiny_ltx_pipeline
+
+    build_tiny_ltx_pipeline(tmp_path / "ltx")
+    image = save_image(tmp_path / "frame.png", open_clip(app_clip).first())
+    video, _ = client.predict(prompt="a walk", first_image=handle_file(str(image)), last_canvas=None,
+                              model=str(tmp_path / "ltx"), frames=9, fps=0, size="64x32", tau=1.0, steps=2,
+                              guidance=0, seed=0, engine="auto", api_name="/generate")
+    info = probe(_path(video))
+    assert (info.frame_count, info.width, info.height, info.fps) == (9, 64, 32, 25)  # fps 0: LTX's own 25
+
+
 # ---- the command -------------------------------------------------------------------------------------
 
 

@@ -114,6 +114,16 @@ def test_csv_manifest_inputs_outside_the_folder_with_allow_outside_and_force(fol
     assert (tmp_path / "out" / "a.mp4").stat().st_mtime_ns != first
 
 
+def test_an_edit_jobs_comparison_video_is_an_output_inside_the_output_folder(folder, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a compare path taken as given would land here
+    manifest = _manifest(folder, [_edit("a.mp4", frames=4, compare="cmp/a_vs_source.mp4")])
+    out = tmp_path / "out"
+    assert run("batch", manifest, "-o", out).exit_code == 0
+    assert probe(out / "cmp" / "a_vs_source.mp4").frame_count == 4 and not (tmp_path / "cmp").exists()
+    assert run("batch", manifest, "-o", out).exit_code == 0
+    assert _report(out)[0]["status"] == "skipped"  # both outputs exist: the job is finished
+
+
 @pytest.mark.parametrize("case", ["empty", "out is a file", "missing", "not jsonl or csv"])
 def test_a_bad_manifest_or_output_folder_is_refused_before_any_job(folder, tmp_path, case):
     manifest = _manifest(folder, [_edit("a.mp4")])

@@ -67,7 +67,8 @@ def _save_tiny_t2v(folder):
     """A tiny diffusers text-to-video folder (UNet with C in), written component by component."""
     from diffusers import UNet3DConditionModel
 
-    from pdedit.models import build_tiny_pipeline, tiny_unet_config
+    from pdedit.model_init import build_tiny_pipeline
+    from pdedit.models import tiny_unet_config
 
     pipe = build_tiny_pipeline(seed=1)
     torch.manual_seed(2)
@@ -84,7 +85,7 @@ def _save_tiny_t2v(folder):
 
 
 def test_model_init_from_t2v_widens_conv_in_and_keeps_components(tmp_path):
-    from pdedit.pipeline import load_pipeline
+    from pdedit.engines.pixeldance import load_pipeline
 
     src = tmp_path / "t2v"
     unet = _save_tiny_t2v(src)
@@ -215,12 +216,12 @@ def test_bad_storyboards_are_exit_2_naming_the_entry(tiny_model_dir, images, tmp
 
 
 def test_generate_long_gives_each_shot_the_previous_last_frame(tiny_model_dir, images):
-    from pdedit.pipeline import load_pipeline
+    from pdedit.generation import open_generator
     from pdedit.story import Shot, generate_long
     from pdedit.video import load_image
 
-    pipe = load_pipeline(tiny_model_dir)
-    pipe.set_progress_bar_config(disable=True)
+    gen = open_generator("auto", tiny_model_dir)
+    pipe = gen.engine.pipe
     firsts = []
     call = type(pipe).__call__
 
@@ -231,7 +232,7 @@ def test_generate_long_gives_each_shot_the_previous_last_frame(tiny_model_dir, i
 
     pipe.__class__ = Spy
     shots = [Shot("one"), Shot("two", last=load_image(images["b"])), Shot("three", num_frames=2)]
-    video = list(generate_long(pipe, shots, load_image(images["a"]), num_frames=3, steps=1))
+    video = list(generate_long(gen, shots, load_image(images["a"]), frames=3, steps=1))
     assert len(video) == 3 + 2 + 1
     assert np.array_equal(firsts[0], load_image(images["a"]))
     assert np.array_equal(firsts[1], video[2])  # last frame of shot 1

@@ -9,9 +9,8 @@ from pdedit.conditioning import (
     build_c_image,
     drop_last_frame,
     last_frame_schedule,
-    last_frame_steps,
     perturb_c_image,
-    uses_last_frame,
+    round_steps,
 )
 
 
@@ -72,13 +71,14 @@ def test_drop_last_frame_per_sample():
     ("tau", "steps", "expected"),
     [(0.0, 25, 0), (1.0, 25, 25), (0.5, 5, 3), (0.5, 4, 2), (0.25, 8, 2), (0.1, 25, 3), (0.99, 10, 10)],
 )
-def test_last_frame_steps_exact_counts(tau, steps, expected):
-    assert last_frame_steps(tau, steps) == expected
+def test_last_frame_schedule_exact_counts(tau, steps, expected):
+    assert sum(last_frame_schedule(tau, steps)) == expected
+    assert round_steps(tau, steps) == expected  # strength counts its steps the same way
 
 
-def test_last_frame_steps_monotone_in_tau():
+def test_last_frame_schedule_count_monotone_in_tau():
     for steps in (1, 7, 25, 50):
-        counts = [last_frame_steps(i / 100, steps) for i in range(101)]
+        counts = [sum(last_frame_schedule(i / 100, steps)) for i in range(101)]
         assert counts == sorted(counts)
         assert counts[0] == 0 and counts[-1] == steps
 
@@ -86,11 +86,10 @@ def test_last_frame_steps_monotone_in_tau():
 def test_schedule_is_a_prefix_of_true_steps():
     schedule = last_frame_schedule(0.4, 10)
     assert schedule == [True] * 4 + [False] * 6
-    assert [uses_last_frame(i, 0.4, 10) for i in range(10)] == schedule
 
 
-def test_last_frame_steps_rejects_bad_tau():
+def test_last_frame_schedule_rejects_bad_tau():
     with pytest.raises(ValueError):
-        last_frame_steps(1.5, 10)
+        last_frame_schedule(1.5, 10)
     with pytest.raises(ValueError):
-        last_frame_steps(-0.1, 10)
+        last_frame_schedule(-0.1, 10)

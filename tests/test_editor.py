@@ -194,7 +194,7 @@ def test_pixeldance_refuses_middle_keyframes_before_building_the_engine(work, ti
     def never(*args, **kwargs):
         raise AssertionError("the engine was built before the keyframes were refused")
 
-    monkeypatch.setitem(engines.ENGINES, "pixeldance", never)
+    monkeypatch.setattr(engines, "build_engine", never)
     out = work / "pd.mp4"
     result = run("edit", work / "clip.mp4", "--first-edit", work / "first.png", "--last-edit", work / "last.png",
                  "--keyframe", f"3={work / 'first.png'}", "-o", out, "--model", tiny_model_dir,
@@ -210,7 +210,8 @@ def test_pixeldance_engine_itself_refuses_keyframes(tiny_model_dir):
     from pdedit.errors import Unsupported
 
     frame = np.zeros((48, 64, 3), np.uint8)
-    job = EditJob(source=None, first=frame, last=frame, num_frames=8, fps=8, size=(64, 48), keyframes={3: frame})
+    job = EditJob(source=None, first=frame, last=frame, num_frames=8, fps=8, size=(64, 48), guidance=7.5,
+                  keyframes={3: frame})
     with pytest.raises(Unsupported, match="first and a last frame only"):
         next(iter(PixelDanceEngine(tiny_model_dir, device=None).render(job)))
 
@@ -228,7 +229,7 @@ def test_an_engine_short_of_frames_leaves_the_existing_output_untouched(work, mo
             frame = np.zeros((job.size[1], job.size[0], 3), np.uint8)
             return iter([frame] * (job.num_frames - 1))
 
-    monkeypatch.setitem(engines.ENGINES, "propagate", Short)
+    monkeypatch.setattr(engines, "build_engine", lambda spec, model=None, **options: Short())
     out = work / "out.mp4"
     out.write_bytes(b"precious")
     with pytest.raises(RuntimeError, match="frames"):

@@ -109,7 +109,7 @@ def test_corrupt_and_too_short_videos_are_skipped_and_counted(tmp_path):
     assert sorted(Path(p).name for p in ds.skipped) == ["corrupt.mp4", "short.mp4"]
 
     # Through the training stream a bad video never stops the run: the next one is used instead.
-    from finetune.train import TrainingSamples
+    from finetune.data import TrainingSamples
 
     samples = TrainingSamples(ds, Recipe(text_drop=0.0), seed=0)
     captions = {samples[k]["caption"] for k in range(6)}
@@ -206,7 +206,8 @@ def _eval_loss(unet, config, n: int = 48) -> float:
     from diffusers import DDPMScheduler
 
     from finetune.recipe import collate, diffusion_loss
-    from finetune.train import TrainingSamples, build_dataset, build_model
+    from finetune.data import TrainingSamples, build_dataset
+    from finetune.model import build_model
 
     pipe = build_model(config)
     samples = TrainingSamples(build_dataset(config, held_out=True), Recipe(text_drop=0.0), seed=1)
@@ -219,7 +220,7 @@ def _eval_loss(unet, config, n: int = 48) -> float:
 
 
 def test_loss_falls_over_50_steps_of_the_tiny_model_on_moving_shapes(trained_run, one_thread):
-    from finetune.train import build_model
+    from finetune.model import build_model
     from pdedit.models import PixelDanceUNet
 
     config, _, final = trained_run
@@ -241,7 +242,7 @@ def test_final_folder_loads_in_pixeldance_pipeline_and_generates(trained_run):
     _, _, final = trained_run
     code = (
         "import numpy as np, torch\n"
-        "from pdedit.pipeline import PixelDancePipeline, load_pipeline\n"
+        "from pdedit import PixelDancePipeline, load_pipeline\n"
         f"pipe = load_pipeline({str(final)!r})\n"
         "assert isinstance(pipe, PixelDancePipeline)\n"
         "first = np.zeros((8, 8, 3), np.uint8); first[2:5, 2:5] = 200\n"
@@ -258,7 +259,8 @@ def test_final_folder_loads_in_pixeldance_pipeline_and_generates(trained_run):
 def test_image_batches_train_spatial_layers_and_leave_temporal_layers_untouched(tmp_path, one_thread):
     import cv2
 
-    from finetune.train import build_model, train
+    from finetune.model import build_model
+    from finetune.train import train
     from safetensors.torch import load_file
 
     images = tmp_path / "images"
@@ -292,6 +294,8 @@ def test_interrupted_run_resumes_to_the_same_state_as_an_unbroken_one(tmp_path, 
     from safetensors.torch import load_file
 
     import finetune.train as ft
+    from finetune.checkpoint import latest_checkpoint
+    from finetune.data import uses_images
 
     common = ["train.max_steps=4", "train.checkpoint_every=2", "train.tensorboard=false",
               "train.validation_clips=0", "train.batch_size=4"]
@@ -302,7 +306,7 @@ def test_interrupted_run_resumes_to_the_same_state_as_an_unbroken_one(tmp_path, 
             cv2.imwrite(str(images / f"{i}.png"), np.random.default_rng(i).integers(0, 255, (12, 16, 3), np.uint8))
             (images / f"{i}.txt").write_text(f"noise picture {i}")
         common += [f"data.images_root={images}", f"data.image_ratio={image_ratio}", "train.seed=1"]
-        micro = [ft._uses_images(1, m, image_ratio) for m in range(4)]
+        micro = [uses_images(1, m, image_ratio) for m in range(4)]
         assert micro[:2] == [True, False] and not all(micro[2:]), "seed 1 mixes both kinds on both sides"
     unbroken = ft.train(_config(tmp_path / "a", *common))
 
@@ -320,7 +324,7 @@ def test_interrupted_run_resumes_to_the_same_state_as_an_unbroken_one(tmp_path, 
     with pytest.raises(KeyboardInterrupt):
         ft.train(_config(tmp_path / "b", *common))
     monkeypatch.setattr(ft, "diffusion_loss", real_loss)
-    assert ft.latest_checkpoint(tmp_path / "b").name == "step-0000002"
+    assert latest_checkpoint(tmp_path / "b").name == "step-0000002"
     resumed = ft.train(_config(tmp_path / "b", *common), resume="latest")
 
     state = lambda run: json.loads((run / "checkpoints" / "step-0000004" / "trainer_state.json").read_text())
@@ -371,3 +375,27 @@ def test_cli_reports_a_bad_config_with_exit_code_2(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 2 and "train.nope" in proc.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_checkpoint_is_renamed_into_place_only_after_every_rank_wrote_its_state(tmp_path):
+    from finetune.checkpoint import latest_checkpoint, save_checkpoint
+
+    events = []
+    final = tmp_path / "checkpoints" / "step-0000003"
+
+    class Accelerator:  # one main rank; records the order of barriers, writes and the rename
+        is_main_process = True
+
+        def wait_for_everyone(self):
+            events.append(("barrier", final.exists()))
+
+        def save_state(self, folder, safe_serialization=True):
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            (Path(folder) / "random_states_0.pkl").write_bytes(b"rank 0")
+            events.append(("save_state", final.exists()))
+
+    assert save_checkpoint(Accelerator(), tmp_path, 3, None, keep=2) == final
+    saved = events.index(("save_state", False))
+    assert events[saved + 1] == ("barrier", False)  # every rank has written before the main rank renames
+    assert events[-1] == ("barrier", True)
+    assert latest_checkpoint(tmp_path) == final and (final / "random_states_0.pkl").is_file()

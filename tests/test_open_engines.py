@@ -10,7 +10,7 @@ import pytest
 from cli_helpers import run
 import torch
 
-from pdedit.conditioning import last_frame_steps
+from pdedit.conditioning import round_steps
 from pdedit.engines import EditJob, choose_engine, get_engine
 from pdedit.engines.open_models import check_vram, estimate_vram, fit_num_frames, fit_size, frame_positions
 from pdedit.errors import BadInput, MissingModel, Unsupported
@@ -30,7 +30,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def wan_dir(tmp_path_factory):
     """A tiny random Wan2.1 FLF2V folder (saved, then loaded back by the engine)."""
-    from pdedit.engines.tiny_open_models import build_tiny_wan_pipeline
+    from pdedit.model_init import build_tiny_wan_pipeline
 
     folder = tmp_path_factory.mktemp("wan") / "wan-flf2v"
     build_tiny_wan_pipeline(folder)
@@ -40,7 +40,7 @@ def wan_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ltx_dir(tmp_path_factory):
     """A tiny random LTX-Video folder."""
-    from pdedit.engines.tiny_open_models import build_tiny_ltx_pipeline
+    from pdedit.model_init import build_tiny_ltx_pipeline
 
     folder = tmp_path_factory.mktemp("ltx") / "ltx-video"
     build_tiny_ltx_pipeline(folder)
@@ -127,7 +127,7 @@ def test_wan_last_frame_condition_present_in_exactly_the_first_round_tau_T_steps
         mask_last = hidden[:, z:z + 4, -1]
         image = call["encoder_hidden_states_image"]  # (2B, S, D): [first, last]
         seen.append((bool(mask_last.abs().max() > 0), bool(image[1::2].abs().max() > 0)))
-    k = last_frame_steps(tau, steps)
+    k = round_steps(tau, steps)
     expected = [(i < k, i < k) for i in range(steps) for _ in range(2)]
     assert seen == expected
     # The first frame is given in every step, whatever tau.
@@ -232,7 +232,7 @@ def test_ltx_each_keyframe_present_in_exactly_the_first_round_tau_T_steps(ltx, t
     # The model renders 9 frames with VAE factor 4: video tokens sit at positions 0, 1, 5 (the causal first
     # latent frame, then 4k+1); the keyframes at 4 and 8 are theirs alone.
     seen = [(4 in _keyframe_positions(c, 8.0), 8 in _keyframe_positions(c, 8.0)) for c in spy.calls]
-    k_mid, k_last = last_frame_steps(1.0 - tau, steps), last_frame_steps(tau, steps)
+    k_mid, k_last = round_steps(1.0 - tau, steps), round_steps(tau, steps)
     assert seen == [(i < k_mid, i < k_last) for i in range(steps)]
     per_image = (32 // 4) * (64 // 4)
     for call, (mid, last) in zip(spy.calls, seen):
@@ -289,9 +289,7 @@ def test_model_folder_of_the_wrong_kind_is_missing_model(wan_dir, ltx_dir, tmp_p
     with pytest.raises(MissingModel, match="--engine wan"):
         get_engine("ltx", wan_dir)
     with pytest.raises(MissingModel, match="not a model for the wan engine"):
-        from pdedit.engines.wan import WanEngine
-
-        WanEngine(ltx_dir)
+        get_engine("wan", ltx_dir)
     with pytest.raises(MissingModel, match="hf download Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers"):
         get_engine("wan", tmp_path / "absent")
 

@@ -10,18 +10,17 @@ import PIL.Image
 import pytest
 import torch
 
-from pdedit.conditioning import last_frame_steps
+from pdedit.conditioning import round_steps
 from pdedit.errors import BadInput, MissingModel
-from pdedit.models import build_tiny_pipeline
+from pdedit.engines.pixeldance import load_pipeline
+from pdedit.model_init import build_tiny_pipeline
 from pdedit.pipeline import (
     SCHEDULERS,
     PixelDancePipeline,
     decode_video,
     encode_video,
-    load_pipeline,
-    steps_to_run,
-    to_uint8,
 )
+from pdedit.video import to_uint8
 
 C = 4
 
@@ -99,7 +98,7 @@ def test_last_frame_seen_only_in_first_tau_steps(pipe, monkeypatch, tau, steps):
     calls = _spy_unet(pipe, monkeypatch)
     _run(pipe, tau=tau, num_inference_steps=steps)
     assert len(calls) == steps
-    k = last_frame_steps(tau, steps)
+    k = round_steps(tau, steps)
     seen_last = [bool(x[:, C:, -1].abs().amax() > 0) for x in calls]
     seen_first = [bool(x[:, C:, 0].abs().amax() > 0) for x in calls]
     assert seen_last == [i < k for i in range(steps)]
@@ -126,15 +125,14 @@ def test_guidance_changes_the_video(pipe):
     assert np.abs(_run(pipe, guidance_scale=1.0) - _run(pipe, guidance_scale=9.0)).max() > 1e-3
 
 
-@pytest.mark.parametrize(("strength", "steps"), [(0.5, 6), (0.3, 5), (0.75, 4)])
-def test_strength_below_one_runs_round_strength_t_steps(pipe, monkeypatch, strength, steps):
+@pytest.mark.parametrize(("strength", "steps", "run"), [(0.5, 6, 3), (0.3, 5, 2), (0.75, 4, 3)])
+def test_strength_below_one_runs_round_strength_t_steps(pipe, monkeypatch, strength, steps, run):
     calls = _spy_unet(pipe, monkeypatch)
     source = [_frame(10 + i) for i in range(4)]
     _run(pipe, source_video=source, strength=strength, num_inference_steps=steps, tau=0.5)
-    run = steps_to_run(strength, steps)
-    assert len(calls) == run
+    assert len(calls) == run  # round(strength * T), halves up: 0.3 of 5 is 2
     seen_last = [bool(x[:, C:, -1].abs().amax() > 0) for x in calls]
-    assert sum(seen_last) == last_frame_steps(0.5, run)  # tau counts over the steps actually run
+    assert sum(seen_last) == round_steps(0.5, run)  # tau counts over the steps actually run
 
 
 def test_low_strength_stays_closer_to_the_source(pipe):
@@ -160,9 +158,14 @@ def test_image_noise_perturbs_instruction_channels_only(pipe, monkeypatch):
 
 @pytest.mark.parametrize("name", sorted(SCHEDULERS))
 def test_every_scheduler_samples(pipe, name):
+    pipe.set_scheduler("ddim")
+    ddim = _run(pipe)
     pipe.set_scheduler(name)
+    assert isinstance(pipe.scheduler, SCHEDULERS[name][0])
     frames = _run(pipe)
     assert frames.shape == (1, 4, 64, 64, 3) and np.isfinite(frames).all()
+    if name != "ddim":  # another sampler takes other steps from the same noise
+        assert np.abs(frames - ddim).max() > 1e-4
     again = _run(pipe, source_video=[_frame(3)] * 4, strength=0.5)
     assert np.isfinite(again).all()
 
@@ -264,8 +267,6 @@ def test_malformed_model_folders_are_missing_model_errors(tiny_model_dir, tmp_pa
 def test_loading_a_model_prints_no_progress_bars(tiny_model_dir, capfd):
     from diffusers.utils import logging as diffusers_logging
 
-    from pdedit.pipeline import load_pipeline
-
     capfd.readouterr()
     load_pipeline(tiny_model_dir)
     captured = capfd.readouterr()
@@ -275,8 +276,6 @@ def test_loading_a_model_prints_no_progress_bars(tiny_model_dir, capfd):
 
 def test_load_pipeline_moves_to_the_gpu_when_torch_sees_one(tiny_model_dir, monkeypatch):
     import torch
-
-    from pdedit.pipeline import PixelDancePipeline, load_pipeline
 
     moved = []
     monkeypatch.setattr(PixelDancePipeline, "to", lambda self, *args, **kw: moved.append(args) or self)

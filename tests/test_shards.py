@@ -52,7 +52,7 @@ def test_prepare_encodes_each_clip_once_skips_bad_videos_and_resumes_per_shard(t
     from finetune.data import VideoFolder
     from finetune.prepare import prepare
     from finetune.recipe import to_tensor
-    from finetune.train import build_model
+    from finetune.model import build_model
     from pdedit.pipeline import encode_video
     from pdedit.video import make_sample
 
@@ -142,6 +142,7 @@ def test_training_from_shards_resumes_to_the_same_state_as_an_unbroken_run(tmp_p
     from safetensors.torch import load_file
 
     import finetune.train as ft
+    from finetune.model import build_model
 
     common = ["train.max_steps=4", "train.checkpoint_every=2", f"data.shards={shapes_shards}"]
     unbroken = ft.train(_config(f"train.output_dir={tmp_path / 'a'}", *common))
@@ -164,7 +165,7 @@ def test_training_from_shards_resumes_to_the_same_state_as_an_unbroken_run(tmp_p
     wa = load_file(str(unbroken / "unet" / "diffusion_pytorch_model.safetensors"))
     wb = load_file(str(resumed / "unet" / "diffusion_pytorch_model.safetensors"))
     assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
-    init = ft.build_model(_config()).unet.state_dict()
+    init = build_model(_config()).unet.state_dict()
     assert any(not torch.equal(init[k], wa[k]) for k in wa)  # and it did train
 
 

@@ -3,178 +3,128 @@
 - ``propagate``: no weights; carries the edited keyframes along the source video's optical flow.
   The default when no model is given, so ``pdedit edit`` works on a fresh machine.
 - ``pixeldance``: the PixelDance pipeline (arXiv 2311.10982) from a local diffusers folder.
+- ``wan``, ``ltx``: the open first/last-frame models (Wan2.1 FLF2V, LTX-Video) under the same tau schedule.
 
-``get_engine(name, model)`` builds one; ``choose_engine`` says which one "auto" means and why.
+Each engine's capabilities are declared once, in its ``EngineSpec`` (``pdedit.engines.specs``): the model
+folders it runs, whether it takes middle keyframes, its default clip length, fps, guidance and steps, the
+options its constructor accepts and how to get a model for it. Nothing outside ``pdedit.engines`` names an engine:
+the editor, the generation step, the CLI and the app ask the spec. The engine classes are imported only
+when one is built, so choosing one (and refusing bad input) costs no torch import.
+
+``choose(name, model)`` resolves "auto" and reads the model folder once; ``EngineChoice.job`` fills in the
+engine's defaults and ``EngineChoice.build`` makes the engine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-import numpy as np
-
+from pdedit.engines.job import EditJob, Engine, refuse_keyframes
+from pdedit.engines.specs import ENGINES, EngineSpec, engine_for_class, generative_engines
 from pdedit.errors import BadInput, MissingModel
+from pdedit.model_folder import how_to_make, read_model_index
 
-__all__ = ["EditJob", "Engine", "ENGINES", "get_engine", "choose_engine", "read_model_class"]
-
-# The pipeline class names (model_index.json "_class_name") each model-backed engine loads.
-MODEL_CLASSES = {
-    "PixelDancePipeline": "pixeldance",
-    "WanImageToVideoPipeline": "wan",
-    "LTXConditionPipeline": "ltx",
-    "LTXPipeline": "ltx",
-    "LTXImageToVideoPipeline": "ltx",
-}
-MAKE_MODEL_HINT = "make one with `pdedit model init --tiny DIR` (random weights) or `pdedit model init --from-t2v SRC DIR`"
+__all__ = ["EditJob", "Engine", "EngineSpec", "EngineChoice", "ENGINES", "choose", "choose_engine", "get_engine",
+           "build_engine", "refuse_keyframes", "generative_engines"]
 
 
-@dataclass
-class EditJob:
-    """One clip to render.
+@dataclass(frozen=True)
+class EngineChoice:
+    """An engine chosen for a run: its spec, the model folder (read once) and why it was chosen."""
 
-    Args:
-        source: the source clip (a re-iterable ``pdedit.video.Clip`` or a list of frames) at ``size``;
-            None for pure generation.
-        first: the edited first frame, uint8 (H, W, 3) RGB at ``size``.
-        last: the edited last frame (same layout), or None for basic mode (first frame only).
-        num_frames: frames to render (for propagate: the source clip's length).
-        fps: output frame rate.
-        size: (w, h) of the frames.
-        prompt, negative_prompt: text instructions (generative engines).
-        tau: fraction of the denoising steps that see the last frame (PixelDance §3.2).
-        strength: 1.0 starts from pure noise; lower starts from the noised source clip (SDEdit).
-        steps, seed, image_noise: sampler settings (generative engines).
-        guidance: text guidance scale; None takes the engine's own default (``default_guidance``: 7.5
-            for pixeldance, 5.0 for Wan, 3.0 for LTX).
-        keyframes: extra edited frames by position in the output clip (0..num_frames-1); propagate
-            carries them like first/last, ltx conditions on them, pixeldance and wan refuse them.
-        keyframe_tau: per extra keyframe, the tau of its guidance (generative engines that take K keyframes).
+    spec: EngineSpec
+    model: Path | None
+    why: str
+    index: Mapping[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        """The engine's name."""
+        return self.spec.name
+
+    @property
+    def frames(self) -> int | None:
+        """Default clip length: the model folder's ``num_frames``, else the engine's (None: the source's)."""
+        value = (self.index or {}).get("num_frames")
+        return value if isinstance(value, int) and value >= 2 else self.spec.frames
+
+    @property
+    def fps(self) -> float | None:
+        """Default frame rate of a generated clip: the model folder's ``fps``, else the engine's."""
+        value = (self.index or {}).get("fps")
+        return float(value) if isinstance(value, (int, float)) and value > 0 else self.spec.fps
+
+    def check_keyframes(self, keyframes: Mapping[int, Any] | None) -> None:
+        """Refuse middle keyframes (Unsupported) before any heavy work when the engine takes none."""
+        if not self.spec.takes_keyframes:
+            refuse_keyframes(self.name, keyframes or {})
+
+    def job(self, **fields: Any) -> EditJob:
+        """An EditJob with this engine's defaults for the settings left None (guidance, steps, frames, fps)."""
+        defaults = {"guidance": self.spec.guidance, "steps": self.spec.steps, "num_frames": self.frames,
+                    "fps": self.fps}
+        for key, value in defaults.items():
+            if fields.get(key) is None:
+                fields[key] = value
+        # None elsewhere means "not given": the EditJob default applies (source, last and guidance may be None).
+        return EditJob(**{k: v for k, v in fields.items() if v is not None or k in ("source", "last", "guidance")})
+
+    def build(self, **options: Any) -> Engine:
+        """Build the engine over the chosen model folder."""
+        return build_engine(self.spec, self.model, **options)
+
+
+def build_engine(spec: EngineSpec, model: str | Path | None = None, **options: Any) -> Engine:
+    """Import and construct the engine of ``spec`` (over ``model`` when it runs one); None options are left out."""
+    module, cls = spec.target.split(":")
+    engine_cls = getattr(importlib.import_module(module), cls)
+    given = spec.check_options(options)
+    return engine_cls(model, **given) if spec.needs_model else engine_cls(**given)
+
+
+def choose(name: str = "auto", model: str | Path | None = None) -> EngineChoice:
+    """Resolve an engine name ("auto" included) against a model folder, reading the folder once.
+
+    auto: the engine whose model class the folder's model_index.json names, or propagate without a model.
     """
-
-    source: Any
-    first: np.ndarray
-    last: np.ndarray | None
-    num_frames: int
-    fps: float
-    size: tuple[int, int]
-    prompt: str = ""
-    negative_prompt: str = ""
-    tau: float = 1.0
-    strength: float = 1.0
-    steps: int = 25
-    guidance: float | None = None
-    seed: int = 0
-    image_noise: float = 0.0
-    keyframes: dict[int, np.ndarray] = field(default_factory=dict)
-    keyframe_tau: dict[int, float] = field(default_factory=dict)
-
-
-@runtime_checkable
-class Engine(Protocol):
-    """Renders an EditJob: yields ``job.num_frames`` uint8 (H, W, 3) frames at ``job.size``, in order."""
-
-    name: str
-
-    def render(self, job: EditJob, progress: bool = False) -> Iterator[np.ndarray]:
-        """Yield the frames one by one, so the writer can stream them."""
-        ...
-
-
-def _propagate(model: str | Path | None = None) -> Engine:
-    """Build the propagate engine (it takes no model)."""
-    from pdedit.engines.propagate import PropagateEngine
-
-    return PropagateEngine()
-
-
-def _pixeldance(model: str | Path | None = None) -> Engine:
-    """Build the pixeldance engine over a model folder (loaded when rendering)."""
-    from pdedit.engines.pixeldance import PixelDanceEngine
-
-    if model is None:
-        raise BadInput(f"--engine pixeldance needs --model DIR, a PixelDance model folder; {MAKE_MODEL_HINT}")
-    return PixelDanceEngine(model)
-
-
-def _open_model_hint(engine: str) -> str:
-    """How to get a model folder for an open-model engine (wan, ltx)."""
-    from pdedit.engines.open_models import download_hint
-
-    return download_hint(engine, "DIR")
-
-
-def _wan(model: str | Path | None = None, **options: Any) -> Engine:
-    """Build the wan engine (Wan2.1 FLF2V) over a model folder; options: device, dtype, offload, vae_tiling."""
-    from pdedit.engines.wan import WanEngine
-
-    if model is None:
-        raise BadInput(f"--engine wan needs --model DIR, a Wan2.1 FLF2V folder; {_open_model_hint('wan')}")
-    return WanEngine(model, **options)
-
-
-def _ltx(model: str | Path | None = None, **options: Any) -> Engine:
-    """Build the ltx engine (LTX-Video keyframes) over a model folder; options: device, dtype, offload, vae_tiling."""
-    from pdedit.engines.ltx import LTXEngine
-
-    if model is None:
-        raise BadInput(f"--engine ltx needs --model DIR, an LTX-Video folder; {_open_model_hint('ltx')}")
-    return LTXEngine(model, **options)
-
-
-# Engines that take edited keyframes between the first and the last frame (EditJob.keyframes); the others
-# condition on first and last only and refuse them, so the editor can say so before any heavy work.
-KEYFRAME_ENGINES = ("propagate", "ltx")
-
-ENGINES: dict[str, Callable[..., Engine]] = {
-    "propagate": _propagate,
-    "pixeldance": _pixeldance,
-    "wan": _wan,
-    "ltx": _ltx,
-}
-
-
-def read_model_class(model: str | Path) -> str:
-    """The pipeline class named in a model folder's model_index.json (MissingModel when there is none)."""
-    from pdedit.pipeline import read_model_index  # imported here: only a run with a model pays for torch
-
-    return read_model_index(model, MAKE_MODEL_HINT)["_class_name"]
+    if name != "auto" and name not in ENGINES:
+        raise BadInput(f"unknown engine {name!r}: choose one of auto, {', '.join(ENGINES)}")
+    path = Path(model).expanduser() if model is not None else None
+    if name == "auto" and path is None:
+        return EngineChoice(ENGINES["propagate"], None, "no --model given: using the weight-free propagate engine")
+    if name != "auto" and not ENGINES[name].needs_model:
+        why = f"--engine {name}: {ENGINES[name].summary}"
+        return EngineChoice(ENGINES[name], None, why + (" (the --model folder is not used)" if path else ""))
+    if path is None:
+        spec = ENGINES[name]
+        raise BadInput(f"--engine {name} needs --model DIR, a model folder for it; {spec.hint('DIR')}")
+    if name == "auto":
+        index = read_model_index(path, how_to_make(str(path)))
+        spec = engine_for_class(index["_class_name"])
+        for convertible in (s for s in ENGINES.values() if spec is None and index["_class_name"] in
+                            dict(s.converts_from)):
+            convertible.check_folder(path, index)  # raises: says how to convert it
+        if spec is None:
+            classes = [c for s in ENGINES.values() for c in s.model_classes]
+            raise MissingModel(f"{path} holds a {index['_class_name']}, which no pdedit engine runs "
+                               f"(model_index.json should name one of {', '.join(classes)}); {how_to_make(str(path))}")
+        index = spec.check_folder(path, index)  # its components
+        return EngineChoice(spec, path, f"--model {path} is a {index['_class_name']}: using the {spec.name} engine",
+                            index)
+    spec = ENGINES[name]
+    return EngineChoice(spec, path, f"--engine {name} with the model in {path}", spec.check_folder(path))
 
 
 def choose_engine(name: str = "auto", model: str | Path | None = None) -> tuple[str, str]:
     """Resolve an engine name ("auto" included) against a model folder; returns (engine, why)."""
-    if name != "auto" and name not in ENGINES:
-        raise BadInput(f"unknown engine {name!r}: choose one of auto, {', '.join(ENGINES)}")
-    if name == "auto" and model is None:
-        return "propagate", "no --model given: using the weight-free propagate engine"
-    if name == "propagate":
-        why = "--engine propagate: carrying the edits along the source video's optical flow"
-        return "propagate", why + (" (the --model folder is not used)" if model is not None else "")
-    if model is None:
-        ENGINES[name](None)  # each model engine raises BadInput with its own hint on getting a model
-        raise BadInput(f"--engine {name} needs --model DIR, a model folder")
-    if name in ("wan", "ltx"):
-        from pdedit.engines.open_models import check_model_folder
-
-        check_model_folder(model, name)  # its messages name the hub id to download
-    kind = read_model_class(model)
-    engine = MODEL_CLASSES.get(kind)
-    if engine is None:
-        raise MissingModel(
-            f"{model} holds a {kind}, which no pdedit engine runs (model_index.json should name one of "
-            f"{', '.join(MODEL_CLASSES)}); {MAKE_MODEL_HINT}"
-        )
-    if name not in ("auto", engine):
-        raise MissingModel(f"{model} holds a {kind}, not a model for --engine {name}: "
-                           f"use --engine {engine} (or auto)")
-    if name == "auto":
-        return engine, f"--model {model} is a {kind}: using the {engine} engine"
-    return engine, f"--engine {engine} with the model in {model}"
+    choice = choose(name, model)
+    return choice.name, choice.why
 
 
-def get_engine(name: str = "auto", model: str | Path | None = None) -> Engine:
+def get_engine(name: str = "auto", model: str | Path | None = None, **options: Any) -> Engine:
     """Build the engine ``name`` ("auto": from the model folder's model_index.json, or propagate without one)."""
-    engine, _ = choose_engine(name, model)
-    return ENGINES[engine](model)
+    return choose(name, model).build(**options)

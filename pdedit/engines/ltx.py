@@ -54,10 +54,6 @@ class LTXEngine(OpenModelEngine):
     """
 
     name = "ltx"
-    # The model's own defaults, for `pdedit generate` when --frames/--fps/--guidance are not given.
-    default_frames = 121
-    default_fps = 25.0
-    default_guidance = 3.0
 
     def _load(self) -> Any:
         """Load the folder as an LTXConditionPipeline (an LTXPipeline folder has the same components)."""
@@ -99,9 +95,7 @@ class LTXEngine(OpenModelEngine):
         """Run LTXConditionPipeline with each keyframe's tau schedule (and SDEdit start) imposed."""
         from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
 
-        pipe = self.pipe
         steps = int(job.steps)
-        w, h = plan.model_size
         keyframes = sorted((int(i), f) for i, f in job.keyframes.items())
         if job.last is not None:
             keyframes.append((int(job.num_frames) - 1, job.last))
@@ -121,34 +115,18 @@ class LTXEngine(OpenModelEngine):
             tracker = StepTracker()
             if not all(all(s) for s in schedules):
                 self._impose_schedules(stack, schedules, tracker, plan)
-            out = pipe(
+            return self._call(
                 conditions=conditions,
-                prompt=job.prompt,
-                negative_prompt=job.negative_prompt or None,
-                height=h,
-                width=w,
-                num_frames=plan.model_frames,
                 frame_rate=float(job.fps) * (plan.model_frames - 1) / (int(job.num_frames) - 1),
-                num_inference_steps=steps,
-                guidance_scale=float(self.default_guidance if job.guidance is None else job.guidance),
                 image_cond_noise_scale=float(job.image_noise),
-                generator=torch.Generator(device="cpu").manual_seed(int(job.seed)),
-                output_type="np",
-                callback_on_step_end=tracker,
+                **self._job_kwargs(job, plan, tracker),
                 **kwargs,
             )
-        return np.asarray(out.frames[0])
 
     def _encode_source(self, job: Any, plan: RenderPlan) -> torch.Tensor:
         """The source clip's latents ``(1, C, f, h, w)``, normalised as the pipeline normalises conditions."""
-        from diffusers.pipelines.ltx.pipeline_ltx_condition import retrieve_latents
-
         pipe = self.pipe
-        w, h = plan.model_size
-        video = pipe.video_processor.preprocess_video(frames_to_pil(self._source_frames(job, plan)), h, w)
-        video = video.to(device=pipe._execution_device, dtype=pipe.vae.dtype)  # (1, 3, F, H, W) in [-1, 1]
-        with torch.no_grad():
-            x0 = retrieve_latents(pipe.vae.encode(video), sample_mode="argmax")  # (1, C, f, h, w)
+        x0 = self._source_latents(job, plan)  # (1, C, f, h, w)
         return pipe._normalize_latents(x0, pipe.vae.latents_mean, pipe.vae.latents_std).float()
 
     def _impose_schedules(self, stack: ExitStack, schedules: list[list[bool]], tracker: StepTracker,

@@ -1,9 +1,9 @@
 """What the wan and ltx engines share: open first/last-frame video models run under pdedit's job contract.
 
 - Model folders: a diffusers folder on disk (``model_index.json`` + component folders). Its
-  ``_class_name`` says which engine runs it (``pdedit.engines.MODEL_CLASSES``, ``--engine auto``); the
-  hub ids to download are in ``HUB_IDS``. Nothing is fetched: a missing folder or one of another kind is
-  a MissingModel error that says what to do.
+  ``_class_name`` says which engine runs it; the engine registry (``pdedit.engines.specs``) checks the
+  folder before an engine is built and holds the hub ids to download. Nothing is fetched: a missing folder
+  or one of another kind is a MissingModel error that says what to do.
 - Fitting a job to the model's grid: Wan wants ``4k+1`` frames and sizes in multiples of 16, LTX ``8k+1``
   frames and multiples of 32. The model renders the smallest fitting clip that covers the job (over the
   same time span); the job's frames are taken from it at evenly spaced positions (first and last exactly,
@@ -35,10 +35,7 @@ from pdedit.errors import BadInput, MissingModel, Unsupported
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "HUB_IDS",
     "OFFLOAD_MODES",
-    "download_hint",
-    "check_model_folder",
     "load_open_pipeline",
     "fit_num_frames",
     "frame_positions",
@@ -54,11 +51,6 @@ __all__ = [
     "OpenModelEngine",
 ]
 
-HUB_IDS: dict[str, str] = {
-    "wan": "Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers",
-    "ltx": "Lightricks/LTX-Video",
-}
-
 OFFLOAD_MODES = ("auto", "none", "model", "sequential")
 
 # Headroom over the estimate: CUDA context, allocator fragmentation, kernels' workspaces.
@@ -66,34 +58,13 @@ _VRAM_SLACK_BYTES = 1 << 30
 _VRAM_MARGIN = 1.15
 
 
-def download_hint(engine: str, folder: str | Path) -> str:
-    """How to get a model folder for ``engine``: the hub id and the download command."""
-    hub_id = HUB_IDS.get(engine)
-    if hub_id is None:
-        return "pass --model with a diffusers model folder"
-    return f"download it once with `hf download {hub_id} --local-dir {folder}`, then pass --model {folder}"
-
-
-def check_model_folder(folder: str | Path, engine: str) -> Path:
-    """The folder as a Path when it holds a model that ``engine`` runs; MissingModel (what to do) otherwise."""
-    from pdedit.engines import MODEL_CLASSES
-    from pdedit.pipeline import read_model_index
-
-    path = Path(folder).expanduser()
-    name = read_model_index(path, download_hint(engine, path))["_class_name"]
-    kind = MODEL_CLASSES.get(name)
-    if kind != engine:
-        other = f"use --engine {kind} (or auto)" if kind else download_hint(engine, path)
-        raise MissingModel(f"{path} holds a {name}, not a model for the {engine} engine: {other}")
-    return path
-
-
 def load_open_pipeline(pipeline_cls: type, folder: Path, engine: str,
                        dtype: torch.dtype | dict[str, torch.dtype]) -> Any:
     """``pipeline_cls.from_pretrained(folder)`` from local files only; load failures become MissingModel."""
     from diffusers.pipelines import pipeline_utils
 
-    from pdedit.pipeline import quiet_loading
+    from pdedit.engines.specs import ENGINES
+    from pdedit.model_folder import quiet_loading
 
     # diffusers renamed `torch_dtype` to `dtype` (the old name warns); older releases know only the old one.
     dtype_kw = "dtype" if hasattr(pipeline_utils, "_resolve_dtype") else "torch_dtype"
@@ -102,7 +73,7 @@ def load_open_pipeline(pipeline_cls: type, folder: Path, engine: str,
             return pipeline_cls.from_pretrained(str(folder), local_files_only=True, **{dtype_kw: dtype})
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError) as err:
         raise MissingModel(f"cannot load the {engine} model in {folder} ({type(err).__name__}: {err}); "
-                           f"{download_hint(engine, folder)}") from err
+                           f"{ENGINES[engine].hint(str(folder))}") from err
 
 
 def fit_num_frames(num_frames: int, temporal_factor: int) -> int:
@@ -114,10 +85,9 @@ def fit_num_frames(num_frames: int, temporal_factor: int) -> int:
 
 def frame_positions(num_frames: int, model_frames: int) -> list[int]:
     """For each of the job's frames, the model frame shown there (evenly spaced; first and last exact)."""
-    if num_frames == model_frames:
-        return list(range(num_frames))
-    scale = (model_frames - 1) / (num_frames - 1)
-    return [int(math.floor(i * scale + 0.5)) for i in range(num_frames)]
+    from pdedit.video import even_indices
+
+    return list(even_indices(0, model_frames - 1, num_frames))
 
 
 def fit_size(size: tuple[int, int], multiple: int) -> tuple[int, int]:
@@ -279,7 +249,7 @@ class OpenModelEngine:
     and implement ``_load``, ``_activation_bytes`` and ``_generate``.
 
     Args:
-        model: the model folder (a diffusers folder; see ``HUB_IDS`` for what to download).
+        model: the model folder (a diffusers folder, checked by ``pdedit.engines.choose``).
         device: "cuda", "cuda:1", "cpu"...; default CUDA when available.
         dtype: weights' dtype; default bfloat16 on CUDA, float32 on the CPU.
         offload: none | model (``enable_model_cpu_offload``) | sequential | auto (the fastest that fits).
@@ -290,7 +260,7 @@ class OpenModelEngine:
 
     def __init__(self, model: str | Path, *, device: str | torch.device | None = None,
                  dtype: torch.dtype | None = None, offload: str = "auto", vae_tiling: bool = True):
-        self.model = check_model_folder(model, self.name)
+        self.model = Path(model).expanduser()
         if offload not in OFFLOAD_MODES:
             raise BadInput(f"--offload {offload}: choose one of {', '.join(OFFLOAD_MODES)}")
         if device is None:
@@ -339,7 +309,7 @@ class OpenModelEngine:
 
     def plan(self, job: Any) -> RenderPlan:
         """Check the job (BadInput naming the bad value) and map it onto the model's grid."""
-        from pdedit.pipeline import steps_to_run
+        from pdedit.conditioning import round_steps
 
         if int(job.num_frames) < 2:
             raise BadInput(f"--frames {job.num_frames}: a clip needs at least 2 frames")
@@ -350,7 +320,7 @@ class OpenModelEngine:
         _check_frame(job.first, "the first-frame edit")
         if job.last is not None:
             _check_frame(job.last, "the last-frame edit")
-        steps_run = steps_to_run(strength, int(job.steps))
+        steps_run = round_steps(strength, int(job.steps))
         if strength < 1.0:
             if job.source is None:
                 raise BadInput(f"--strength {strength} starts from the source video, but there is none: "
@@ -421,13 +391,43 @@ class OpenModelEngine:
         frames = [np.asarray(f) for f in job.source]
         if len(frames) < 2:
             raise BadInput(f"the source clip has {len(frames)} frame(s); --strength below 1 needs at least 2")
-        scale = (len(frames) - 1) / (plan.model_frames - 1)
-        return [frames[int(math.floor(j * scale + 0.5))] for j in range(plan.model_frames)]
+        from pdedit.video import even_indices
+
+        return [frames[i] for i in even_indices(0, len(frames) - 1, plan.model_frames)]
+
+    def _job_kwargs(self, job: Any, plan: RenderPlan, tracker: StepTracker) -> dict[str, Any]:
+        """The pipeline arguments every open model takes the same way: text, grid, steps, guidance, seed, step hook."""
+        w, h = plan.model_size
+        return {
+            "prompt": job.prompt,
+            "negative_prompt": job.negative_prompt or None,
+            "height": h,
+            "width": w,
+            "num_frames": plan.model_frames,
+            "num_inference_steps": int(job.steps),
+            "guidance_scale": job.guidance_scale(),
+            "generator": torch.Generator(device="cpu").manual_seed(int(job.seed)),
+            "output_type": "np",
+            "callback_on_step_end": tracker,
+        }
+
+    def _call(self, **kwargs: Any) -> np.ndarray:
+        """Run the pipeline: the video as float (F', H', W', 3) in [0, 1]."""
+        return np.asarray(self.pipe(**kwargs).frames[0])
+
+    def _source_latents(self, job: Any, plan: RenderPlan) -> torch.Tensor:
+        """The source clip at the model's frame positions and size, VAE-encoded (the mode): ``(1, C, f, h, w)``."""
+        pipe = self.pipe
+        w, h = plan.model_size
+        video = pipe.video_processor.preprocess_video(frames_to_pil(self._source_frames(job, plan)), height=h,
+                                                      width=w)
+        video = video.to(device=pipe._execution_device, dtype=pipe.vae.dtype)  # (1, 3, F, H, W) in [-1, 1]
+        with torch.no_grad():
+            return pipe.vae.encode(video).latent_dist.mode()  # what diffusers' retrieve_latents(argmax) gives
 
     def render(self, job: Any, progress: bool = False) -> Iterator[np.ndarray]:
         """Render the job: ``job.num_frames`` uint8 (H, W, 3) frames at ``job.size``, in order."""
-        from pdedit.pipeline import to_uint8
-        from pdedit.video import resize_frame
+        from pdedit.video import resize_frame, to_uint8
 
         plan = self.plan(job)
         self._place(plan)

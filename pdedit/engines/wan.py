@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from pdedit.conditioning import drop_last_frame, last_frame_schedule
+from pdedit.engines.job import refuse_keyframes
 from pdedit.engines.open_models import (
     OpenModelEngine,
     RenderPlan,
@@ -66,10 +67,6 @@ class WanEngine(OpenModelEngine):
     """
 
     name = "wan"
-    # The model's own defaults, for `pdedit generate` when --frames/--fps/--guidance are not given.
-    default_frames = 81
-    default_fps = 16.0
-    default_guidance = 5.0
 
     def _load(self) -> Any:
         """Load the pipeline; the VAE and CLIP image encoder stay float32, as diffusers advises for Wan."""
@@ -120,9 +117,7 @@ class WanEngine(OpenModelEngine):
 
     def _check_job(self, job: Any) -> None:
         """Wan takes a first and a last frame only; the last only on FLF2V models."""
-        if job.keyframes:
-            raise Unsupported(f"the wan engine conditions on the first and last frame only, but keyframes "
-                              f"{sorted(job.keyframes)} were given: use --engine ltx for keyframes")
+        refuse_keyframes(self.name, job.keyframes)
         if job.last is not None and not self._takes_last_frame():
             raise Unsupported(f"{self.model} is an image-to-video Wan model without a last-frame condition: "
                               f"use Wan2.1 FLF2V (Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers) or drop the last frame")
@@ -132,8 +127,6 @@ class WanEngine(OpenModelEngine):
 
     def _generate(self, job: Any, plan: RenderPlan) -> np.ndarray:
         """Run WanImageToVideoPipeline with the tau schedule (and SDEdit start) imposed."""
-        pipe = self.pipe
-        w, h = plan.model_size
         first = frames_to_pil([job.first])[0]
         last, tau = None, 1.0
         if job.last is not None:
@@ -154,32 +147,12 @@ class WanEngine(OpenModelEngine):
                 # Wraps the schedule's prepare_latents, so the without-last condition is built on the
                 # pipeline's noise and the source start is applied once, to what the loop gets.
                 self._start_from_source(stack, plan, int(job.steps), source, state)
-            out = pipe(
-                image=first,
-                last_image=last,
-                prompt=job.prompt,
-                negative_prompt=job.negative_prompt or None,
-                height=h,
-                width=w,
-                num_frames=plan.model_frames,
-                num_inference_steps=int(job.steps),
-                guidance_scale=float(self.default_guidance if job.guidance is None else job.guidance),
-                generator=torch.Generator(device="cpu").manual_seed(int(job.seed)),
-                output_type="np",
-                callback_on_step_end=tracker,
-            )
-        return np.asarray(out.frames[0])
+            return self._call(image=first, last_image=last, **self._job_kwargs(job, plan, tracker))
 
     def _encode_source(self, job: Any, plan: RenderPlan) -> torch.Tensor:
         """The source clip's VAE latents ``(1, z, f, h, w)``, normalised as the pipeline normalises its condition."""
-        from diffusers.pipelines.wan.pipeline_wan_i2v import retrieve_latents
-
         pipe = self.pipe
-        w, h = plan.model_size
-        video = pipe.video_processor.preprocess_video(frames_to_pil(self._source_frames(job, plan)), height=h, width=w)
-        video = video.to(device=pipe._execution_device, dtype=pipe.vae.dtype)  # (1, 3, F, H, W) in [-1, 1]
-        with torch.no_grad():
-            x0 = retrieve_latents(pipe.vae.encode(video), sample_mode="argmax")  # (1, z, f, h, w)
+        x0 = self._source_latents(job, plan)  # (1, z, f, h, w)
         config = pipe.vae.config
         mean = torch.tensor(config.latents_mean).view(1, config.z_dim, 1, 1, 1).to(x0)
         std = torch.tensor(config.latents_std).view(1, config.z_dim, 1, 1, 1).to(x0)

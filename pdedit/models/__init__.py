@@ -1,14 +1,10 @@
-"""PixelDance models: the UNet, a tiny random configuration, conversion from text-to-video UNets."""
+"""PixelDance models: the UNet, a tiny configuration, conversion from text-to-video UNets.
 
-from pdedit.models.build import (
-    LATENT_CHANNELS,
-    build_tiny_pipeline,
-    convert_t2v_pipeline,
-    convert_t2v_unet,
-    tiny_unet_config,
-)
+Whole model folders are built by ``pdedit.model_init``.
+"""
+
+from pdedit.models.build import LATENT_CHANNELS, convert_t2v_unet, tiny_unet_config
 from pdedit.models.pixel_space import PixelSpaceVAE  # imported here so pipelines saved with it load
 from pdedit.models.unet import PixelDanceUNet
 
-__all__ = ["PixelDanceUNet", "tiny_unet_config", "build_tiny_pipeline", "convert_t2v_unet",
-           "convert_t2v_pipeline", "LATENT_CHANNELS", "PixelSpaceVAE"]
+__all__ = ["PixelDanceUNet", "tiny_unet_config", "convert_t2v_unet", "LATENT_CHANNELS", "PixelSpaceVAE"]

@@ -118,11 +118,6 @@ class PixelDanceUNet(UNet3DConditionModel):
         )
         _bypass_temporal_layers_for_images(self)
 
-    @property
-    def latent_channels(self) -> int:
-        """C: the channels of z_t (and of c_image)."""
-        return self.config.out_channels
-
     def forward(
         self,
         sample: torch.Tensor,
