@@ -31,6 +31,7 @@ __all__ = ["prepare"]
 def _encode_shard(pipe, dataset, indices: range, device: torch.device, chunk: int = 8):
     """Latents (N, C, F, h, w), text (N, L, D), captions and skipped videos of ``indices``."""
     from finetune.data import SkipSample
+    from finetune.model import encode_text
     from finetune.recipe import to_tensor
     from pdedit.pipeline import encode_video
 
@@ -40,7 +41,7 @@ def _encode_shard(pipe, dataset, indices: range, device: torch.device, chunk: in
     def flush() -> None:
         video = torch.stack([to_tensor(item["frames"]) for item in batch]).to(device, pipe.vae.dtype)  # (B, 3, F, H, W)
         latents.append(encode_video(pipe.vae, video).float().cpu())  # (B, C, F, h, w)
-        texts.append(pipe.encode_prompt([item["caption"] for item in batch], device).float().cpu())  # (B, L, D)
+        texts.append(encode_text(pipe, [item["caption"] for item in batch], device).float().cpu())  # (B, L, D)
         captions.extend(item["caption"] for item in batch)
         batch.clear()
 
@@ -73,7 +74,7 @@ def prepare(config, out: str | Path, shard_size: int = 256, progress: bool = Fal
     from tqdm.auto import tqdm
 
     from finetune.data import build_dataset
-    from finetune.model import build_model
+    from finetune.model import build_model, encode_text
     from finetune.shards import EMPTY_TEXT, MANIFEST, shard_name, vae_fingerprint, write_shard
     from pdedit.video import atomic_path
 
@@ -110,7 +111,7 @@ def prepare(config, out: str | Path, shard_size: int = 256, progress: bool = Fal
             tmp.write_text(json.dumps(settings, indent=1), encoding="utf-8")
         if not (folder / EMPTY_TEXT).is_file():  # the text of a dropped caption (classifier-free guidance)
             with torch.no_grad(), atomic_path(folder / EMPTY_TEXT) as tmp:
-                save_file({"text": pipe.encode_prompt([""], state.device).float().cpu().contiguous()}, str(tmp))
+                save_file({"text": encode_text(pipe, [""], state.device).float().cpu().contiguous()}, str(tmp))
 
     # 3. This rank's shards, skipping those an earlier run finished.
     n = len(dataset)
