@@ -1,7 +1,7 @@
 """PixelDance sampler speed: pipeline overhead over its UNet calls, and against diffusers' T2V pipeline.
 
     python benchmarks/sampler.py                       # tiny model, CPU, 8 frames 64x64, 8 steps, CFG 7.5
-    python benchmarks/sampler.py --steps 25 --repeats 7 --threads 2
+    python benchmarks/sampler.py --steps 25 --repeats 15 --threads 2
     python benchmarks/sampler.py --modelscope          # where CUDA exists: ModelScope size, random weights
 
 Figures (medians over --repeats runs, after a warm-up):
@@ -76,7 +76,7 @@ def overhead_and_t2v(pipe, *, frames: int, size: tuple[int, int], steps: int, gu
                      repeats: int, device: str) -> dict[str, float]:
     """Medians over interleaved runs: our wall time (np and latent output), its UNet-call time, T2V's.
 
-    The three runs of a repeat follow each other, and ratios are taken within a repeat, so a burst of
+    The runs of a repeat follow each other, and ratios are taken within a repeat, so a burst of
     load from other processes hits both sides of a ratio.
     """
     w, h = size
@@ -97,19 +97,25 @@ def overhead_and_t2v(pipe, *, frames: int, size: tuple[int, int], steps: int, gu
 
     ours("np")(), theirs("np")()  # warm-up
     rows = []
-    for _ in range(repeats):
+    for k in range(repeats):
+        # Who runs first alternates between repeats, so a drift in the neighbours' load favours neither side.
+        if k % 2:
+            t2v_s, t2v_latent_s = _wall(theirs("np")), _wall(theirs("latent"))
         unet_times.clear()
         ours_s = _wall(ours("np"))
         unet_s, calls = sum(unet_times), len(unet_times)
         unet_times.clear()
         latent_s = _wall(ours("latent"))
         latent_unet_s = sum(unet_times)
-        t2v_s = _wall(theirs("np"))
-        t2v_latent_s = _wall(theirs("latent"))
+        if not k % 2:
+            t2v_s, t2v_latent_s = _wall(theirs("np")), _wall(theirs("latent"))
         rows.append({"pipeline_s": ours_s, "pipeline_latent_s": latent_s, "unet_s": unet_s, "unet_calls": calls,
                      "t2v_s": t2v_s, "overhead": ours_s / unet_s, "overhead_latent": latent_s / latent_unet_s,
                      "vs_t2v": ours_s / t2v_s, "vs_t2v_latent": latent_s / t2v_latent_s})
-    return {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+    figures = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+    # The spread of the ratio says how far the median can be trusted on a shared machine.
+    figures["vs_t2v_q1"], _, figures["vs_t2v_q3"] = statistics.quantiles([r["vs_t2v"] for r in rows], n=4)
+    return figures
 
 
 def _peak_flops(device_name: str) -> float | None:
@@ -178,7 +184,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64, help="square frame side in pixels")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--guidance", type=float, default=7.5)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--modelscope", action="store_true", help="also run the ModelScope size on CUDA")
     args = parser.parse_args()
@@ -199,7 +205,8 @@ def main() -> None:
     print(f"  overhead (whole call)  {f['overhead']:.3f}   (pipeline / its UNet calls; limit 1.0)")
     print(f"  overhead (no decode)   {f['overhead_latent']:.3f}   (output_type='latent')")
     print(f"  diffusers T2V          {f['t2v_s']:.3f} s")
-    print(f"  ours / T2V             {f['vs_t2v']:.3f}   (np output)")
+    print(f"  ours / T2V             {f['vs_t2v']:.3f}   "
+          f"(np output; quartiles {f['vs_t2v_q1']:.3f}-{f['vs_t2v_q3']:.3f})")
     print(f"  ours / T2V (latents)   {f['vs_t2v_latent']:.3f}   (ours also VAE-encodes the two instructions)")
     if args.modelscope:
         if torch.cuda.is_available():

@@ -2,7 +2,8 @@
 
 ``python -m finetune --config tiny.yaml`` (or ``accelerate launch -m finetune ...``); in Python,
 ``from finetune.train import train; train(load_config("tiny"))``. The loop is in ``finetune.train``,
-imported on demand so that reading data or the recipe does not load accelerate.
+imported on demand so that reading data or the recipe does not load accelerate. Latents cached once:
+``python -m finetune.prepare`` writes shards (``finetune.shards``) that ``data.shards=DIR`` trains from.
 """
 
 from finetune.config import Config, load_config

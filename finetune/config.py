@@ -50,6 +50,8 @@ class DataConfig:
     image_ratio: float = 0.0  # fraction of micro-batches that are image batches
     shapes: dict[str, Any] = field(default_factory=dict)  # MovingShapes options (num_shapes, kinds, ...)
     num_workers: int = 0
+    shards: str | None = None  # a folder made by `python -m finetune.prepare`: train on its cached latents
+    shuffle_buffer: int = 256  # shards: samples in the seeded shuffle buffer of each loader worker
 
 
 @dataclass

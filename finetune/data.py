@@ -45,6 +45,7 @@ __all__ = [
     "PositionSampler",
     "uses_images",
     "make_loader",
+    "video_batches",
 ]
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -432,6 +433,8 @@ def shape_centroid(frame: np.ndarray, background: tuple[int, int, int] | None = 
 #
 # A data source plugs in by having ``__len__`` and ``load(index, rng) -> {"frames", "caption"}`` (raising
 # SkipSample for an unusable item) and being returned by ``build_dataset`` for its ``data.kind``.
+# Cached latents (``data.shards``, made by ``python -m finetune.prepare``) hold no frames to draw the recipe
+# from and are read shard by shard, so they replace the whole stream instead: ``video_batches`` chooses.
 
 
 def build_dataset(config: Config, held_out: bool = False):
@@ -524,3 +527,20 @@ def make_loader(samples: TrainingSamples, batch_size: int, rank: int, world: int
     loader = DataLoader(samples, batch_size=batch_size, sampler=PositionSampler(batch_size, rank, world, start),
                         collate_fn=collate, num_workers=workers, persistent_workers=workers > 0)
     return iter(loader)
+
+
+def video_batches(config: Config, recipe: Recipe, pipe, rank: int, world: int, start: int) -> tuple[Any, Iterator]:
+    """This rank's endless stream of video micro-batches from its micro-batch ``start``, and the dataset behind it
+    (the loop logs its ``skipped``): the one choice of source for training.
+
+    With ``data.shards`` the batches are cached latents and text embeddings (``finetune.shards``, checked against
+    ``pipe``'s VAE); otherwise recipe samples of ``build_dataset(config)``.
+    """
+    if config.data.shards:
+        from finetune.shards import shard_source
+
+        return shard_source(config, recipe, pipe, rank, world, start)
+    dataset = build_dataset(config)
+    t = config.train
+    return dataset, make_loader(TrainingSamples(dataset, recipe, t.seed), t.batch_size, rank, world, start,
+                                config.data.num_workers)

@@ -88,7 +88,7 @@ def enable_gradient_checkpointing(unet: torch.nn.Module) -> None:
 
 def encode_text(pipe, captions: list[str], device: torch.device) -> torch.Tensor:
     """CLIP embeddings (B, L, D) of captions, through the pipeline's own prompt encoder."""
-    return pipe.encode_prompt(list(captions), device)
+    return pipe.encode_prompt(list(captions), device, do_classifier_free_guidance=False)[0]
 
 
 @contextlib.contextmanager

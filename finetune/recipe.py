@@ -23,6 +23,7 @@ __all__ = [
     "Recipe",
     "LAST_FRAME_TRANSFORMS",
     "pick_last_index",
+    "draw_choices",
     "draw_sample",
     "collate",
     "to_tensor",
@@ -90,6 +91,20 @@ def _transform(frame: np.ndarray, frames: np.ndarray, recipe: Recipe) -> np.ndar
     return out
 
 
+def draw_choices(num_frames: int, recipe: Recipe, rng: np.random.Generator) -> tuple[bool, int, bool]:
+    """The recipe's random choices for one clip, in this order: (drop the text, last_index, keep_last).
+
+    One definition for pixel clips (``draw_sample``) and cached latents (``finetune.shards``), so both
+    draw the same choices from the same generator.
+    """
+    drop_text = bool(rng.random() < recipe.text_drop)
+    if num_frames == 1:
+        return drop_text, 0, False
+    last_index = pick_last_index(num_frames, rng, recipe.last_choices)
+    keep_last = bool(rng.random() >= recipe.eta)
+    return drop_text, last_index, keep_last
+
+
 def draw_sample(item: dict[str, Any], recipe: Recipe, rng: np.random.Generator) -> dict[str, Any]:
     """Draw the recipe's random choices for one clip and return tensors for training.
 
@@ -100,14 +115,13 @@ def draw_sample(item: dict[str, Any], recipe: Recipe, rng: np.random.Generator) 
     """
     frames = item["frames"]
     num_frames = frames.shape[0]
-    caption = "" if rng.random() < recipe.text_drop else item.get("caption", "")
+    drop_text, last_index, keep_last = draw_choices(num_frames, recipe, rng)
+    caption = "" if drop_text else item.get("caption", "")
     if num_frames == 1:
         video = to_tensor(frames)
         zeros = torch.zeros_like(video[:, 0])
         return {"video": video, "first": zeros, "last": zeros, "keep_last": False, "last_index": 0,
                 "caption": caption, "is_image": True}
-    last_index = pick_last_index(num_frames, rng, recipe.last_choices)
-    keep_last = bool(rng.random() >= recipe.eta)
     last = frames[last_index]
     if recipe.last_frame_transform != "none":
         last = _transform(last, frames, recipe)

@@ -8,9 +8,9 @@ A run folder holds ``config.yaml``, ``logs/`` (tensorboard), ``checkpoints/step-
 atomically; ``--resume latest`` continues from the newest), ``samples/`` (validation mp4 + preview
 sheets) and ``final/`` (a PixelDancePipeline folder that ``pdedit generate`` and ``load_pipeline`` load).
 
-What the loop uses lives beside it: the data stream in ``finetune.data``, the model in ``finetune.model``,
-the recipe in ``finetune.recipe``, checkpoints in ``finetune.checkpoint``, validation samples in
-``finetune.validate``.
+What the loop uses lives beside it: the data stream in ``finetune.data`` (cached latents: ``finetune.shards``),
+the model in ``finetune.model``, the recipe in ``finetune.recipe``, checkpoints in ``finetune.checkpoint``,
+validation samples in ``finetune.validate``.
 
 Resuming replays exactly: sample ``k`` of the run is a function of (seed, k), and the diffusion noise of
 step ``s`` is drawn from a generator seeded with (seed, s, rank), so an interrupted and resumed run takes
@@ -31,9 +31,10 @@ import yaml
 
 from finetune.checkpoint import load_checkpoint, resolve_resume, save_checkpoint, save_final
 from finetune.config import Config
-from finetune.data import ImageFolder, TrainingSamples, build_dataset, make_loader, uses_images
+from finetune.data import ImageFolder, TrainingSamples, build_dataset, make_loader, uses_images, video_batches
 from finetune.model import add_lora, build_model, ema_weights, enable_gradient_checkpointing, encode_text, plain_unet
 from finetune.recipe import Recipe, diffusion_loss, make_c_image
+from finetune.shards import cached_inputs
 from finetune.validate import validate
 from pdedit.errors import BadInput
 from pdedit.pipeline import encode_frames, encode_video
@@ -76,6 +77,15 @@ def train(config: Config, resume: str | None = None) -> Path:
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=d.image_ratio > 0)],
     )
     rank, world, device = accelerator.process_index, accelerator.num_processes, accelerator.device
+    if accelerator.state.deepspeed_plugin is not None:
+        # DeepSpeed sizes its engine from the micro-batch, which it otherwise reads from a prepared DataLoader
+        # (the loop's loaders are its own, never prepared), and accumulates over its own count of micro-batches.
+        ds = accelerator.state.deepspeed_plugin.deepspeed_config
+        if ds.get("gradient_accumulation_steps") not in ("auto", t.grad_accum):
+            raise BadInput(f"the DeepSpeed config accumulates {ds['gradient_accumulation_steps']} micro-batches but "
+                           f"train.grad_accum is {t.grad_accum}: make them equal")
+        ds.update(train_micro_batch_size_per_gpu=t.batch_size, gradient_accumulation_steps=t.grad_accum)
+        ds.pop("train_batch_size", None)  # DeepSpeed derives it: micro-batch x accumulation x its world size
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
@@ -115,12 +125,11 @@ def train(config: Config, resume: str | None = None) -> Path:
         logger.info("resumed from %s at step %d", checkpoint, step)
 
     # 5. Data: positions continue where the checkpoint left off
-    dataset = build_dataset(config)
     start = step * t.grad_accum
     # Each loader has served only its own micro-batches so far: recount them to continue where it stopped.
     image_batches = sum(uses_images(t.seed, m, d.image_ratio) for m in range(start))
-    videos = make_loader(TrainingSamples(dataset, recipe, t.seed), t.batch_size, rank, world, start - image_batches,
-                         d.num_workers)
+    # raw videos (data.kind), or latents cached by `python -m finetune.prepare` (data.shards)
+    dataset, videos = video_batches(config, recipe, pipe, rank, world, start - image_batches)
     images = None
     if d.image_ratio > 0:
         if d.images_root is None:
@@ -156,15 +165,18 @@ def train(config: Config, resume: str | None = None) -> Path:
                 stack.enter_context(accelerator.autocast())
                 # forward: latents of the clip and of the instructions, c_image, text
                 with torch.no_grad():
-                    x0 = encode_video(pipe.vae, batch["video"].to(device, weight_dtype)).float()  # (B, C, F, h, w)
-                    if batch["is_image"]:
-                        c_image = torch.zeros_like(x0)  # images: text-to-image, no instructions (temporal bypass)
+                    if "latents" in batch:  # cached by finetune.prepare: no decoding, VAE or CLIP here
+                        x0, c_image, text = cached_inputs(batch, recipe, device, gen)
                     else:
-                        f_first = encode_frames(pipe.vae, batch["first"].to(device, weight_dtype)).float()
-                        f_last = encode_frames(pipe.vae, batch["last"].to(device, weight_dtype)).float()
-                        c_image = make_c_image(f_first, f_last, batch["keep_last"].to(device), x0.shape[2],
-                                               recipe.image_noise, gen)  # (B, C, F, h, w)
-                    text = encode_text(pipe, batch["caption"], device)  # (B, L, D), frozen encoder
+                        x0 = encode_video(pipe.vae, batch["video"].to(device, weight_dtype)).float()  # (B, C, F, h, w)
+                        if batch["is_image"]:
+                            c_image = torch.zeros_like(x0)  # images: text-to-image, no instructions (temporal bypass)
+                        else:
+                            f_first = encode_frames(pipe.vae, batch["first"].to(device, weight_dtype)).float()
+                            f_last = encode_frames(pipe.vae, batch["last"].to(device, weight_dtype)).float()
+                            c_image = make_c_image(f_first, f_last, batch["keep_last"].to(device), x0.shape[2],
+                                                   recipe.image_noise, gen)  # (B, C, F, h, w)
+                        text = encode_text(pipe, batch["caption"], device)  # (B, L, D), frozen encoder
                 loss = diffusion_loss(unet, noise_scheduler, x0, c_image, text, gen)
                 # backward (scaled so grad_accum micro-batches average)
                 accelerator.backward(loss / t.grad_accum)

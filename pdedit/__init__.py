@@ -55,6 +55,8 @@ _EXPORTS = {
     # evaluation: edit metrics and model metrics
     **{name: "pdedit.evaluate.edit" for name in ("evaluate_edits", "EditReport")},
     **{name: "pdedit.evaluate.model" for name in ("evaluate_model", "Protocol", "Extractors")},
+    # many jobs from one manifest
+    **{name: "pdedit.batch" for name in ("run_batch", "read_jobs", "BatchSummary")},
 }
 
 __all__ = ["PdeditError", "BadInput", "MissingModel", "Unsupported", "__version__", *_EXPORTS]

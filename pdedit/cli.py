@@ -798,6 +798,42 @@ def eval_model_cmd(real: str, model: str | None, generated: str | None, prompts:
             extra = f" +- {out['is_std']:.3f}" if key == "is" else ""
             click.echo(f"  {label:8s} {out[key]:.4f}{extra}")
     click.echo("  protocol " + ", ".join(f"{k}={v}" for k, v in out["protocol"].items()))
+# ---- batch: many edit/generate jobs from a manifest (pdedit.batch) ----
+
+
+@cli.command("batch", epilog="\b\nOne job a line in jobs.jsonl, e.g.\n"
+             '  {"command": "edit", "video": "clip.mp4", "first_edit": "auto:sepia", "output": "sepia.mp4"}\n'
+             "Across GPUs: accelerate launch -m pdedit batch jobs.jsonl -o edits\n\n\b\n"
+             "Example:\n  pdedit batch jobs.jsonl -o edits --workers 2")
+@click.argument("manifest")
+@click.option("-o", "--out", "out_dir", required=True,
+              help="Output folder: job outputs are relative to it; report.jsonl goes in it (created if missing).")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Processes on this machine (CPU batches); under accelerate launch each process is one.")
+@click.option("--allow-outside", is_flag=True, help="Let input paths leave the manifest's folder.")
+@click.option("--force", is_flag=True, help="Redo every job, replacing its outputs [default: skip jobs already done].")
+@click.pass_context
+def batch_cmd(ctx: click.Context, manifest: str, out_dir: str, workers: int, allow_outside: bool,
+              force: bool) -> None:
+    """Run the edit/generate jobs of MANIFEST (JSONL or CSV), resumably, with a report of every job.
+
+    Each job sets "command" (edit or generate) and that command's options, dashes as underscores
+    (first_edit, last_edit, engine, output, ...). Input paths are relative to the manifest. A failed
+    job is recorded in OUT/report.jsonl and the batch goes on (exit 2 at the end); a rerun skips the
+    jobs whose outputs exist.
+    """
+    from pdedit.batch import run_batch
+
+    summary = run_batch(manifest, out_dir, workers=workers, allow_outside=allow_outside, force=force,
+                        progress=True)
+    if summary.report is None:  # another accelerate process merges the report
+        click.echo(f"this process: {summary}", err=True)
+    else:
+        click.echo(f"{summary}: {summary.report}")
+    if summary.failed:
+        failed = next(r for r in summary.records if r["status"] == "failed")
+        click.echo(f"error: {summary.failed} job(s) failed, e.g. line {failed['line']}: {failed['error']}", err=True)
+        ctx.exit(2)
 
 
 @eval_group.command("tau", epilog="\b\nExample:\n  pdedit model init --tiny tiny-model\n"

@@ -7,8 +7,11 @@ class PdeditError(Exception):
     exit_code = 2
 
 
-class BadInput(PdeditError):
-    """A file, value or option given by the user cannot be used as it is."""
+class BadInput(PdeditError, ValueError):
+    """A file, value or option given by the user cannot be used as it is.
+
+    Also a ValueError: code that drives PixelDancePipeline as any diffusers pipeline catches that.
+    """
 
 
 class MissingModel(PdeditError):

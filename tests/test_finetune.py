@@ -213,7 +213,7 @@ def _eval_loss(unet, config, n: int = 48) -> float:
     samples = TrainingSamples(build_dataset(config, held_out=True), Recipe(text_drop=0.0), seed=1)
     batch = collate([samples[k] for k in range(n)])
     c_image = make_c_image(batch["first"], batch["last"], batch["keep_last"], batch["video"].shape[2], 0.0)
-    text = pipe.encode_prompt(batch["caption"], torch.device("cpu"))
+    text = pipe.encode_prompt(batch["caption"], torch.device("cpu"), do_classifier_free_guidance=False)[0]
     scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
     with torch.no_grad():
         return diffusion_loss(unet, scheduler, batch["video"], c_image, text, torch.Generator().manual_seed(0)).item()

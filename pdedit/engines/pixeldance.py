@@ -108,7 +108,9 @@ class PixelDanceEngine:
     def pipe(self):
         """The loaded pipeline (loaded once, on first use)."""
         if self._pipe is None:
-            pipe = _open_pipeline(str(self.model), True, self.device, self.dtype)
+            # Through the module's one public loader, looked up here at call time: pdedit.batch swaps it for
+            # a per-process cache so that many jobs on one model folder load it once.
+            pipe = load_pipeline(self.model, device=self.device, dtype=self.dtype)
             if self.scheduler:
                 pipe.set_scheduler(self.scheduler)
             self._pipe = pipe
