@@ -79,6 +79,7 @@ _PRESETS = {
     "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
     "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
 }
+_FLOOR = 0.05  # weight a keyframe's screen-space estimate keeps where its carry reaches nothing
 SAME_SHOT = 0.12  # below this edge agreement (appearance.same_shot) a keyframe is not an edit of its frame
 
 
@@ -562,22 +563,24 @@ def _blend(frame, t, key_a: _Key, key_b: _Key, state_a, state_b, share_a, share_
         return key_b.edit.copy()
     pos = (t - a) / (b - a)
     source = frame.astype(np.float32)
-    out = np.zeros(frame.shape, np.float32)
-    objects, weights, reach = [], [], np.zeros(frame.shape[:2] + (1,), np.float32)
     m_a = key_a.appearance(frame)
     same = key_b.colours is key_a.colours and key_b.appearance.screen is key_a.appearance.screen
     m_b = m_a if same else key_b.appearance(frame)  # one model for both (a screen edit): computed once
-    for key, state, share, weight, m_t in ((key_a, state_a, share_a, 1.0 - pos, m_a),
-                                           (key_b, state_b, share_b, pos, m_b)):
+    parts = []
+    for key, state, share, m_t in ((key_a, state_a, share_a, m_a), (key_b, state_b, share_b, m_b)):
         # Screen part: the keyframe's edit at this position, following the source's change by alpha.
-        screen = key.edit + alpha * (source - key.source)
-        out += weight * (m_t + share * (screen - m_t))
+        screen = m_t + share * (key.edit + alpha * (source - key.source) - m_t)
         disp, conf = _upsample_state(state, size, feather)
-        objects.append(_carry((1.0 - share) * key.residual, disp))
-        weights.append(weight * conf + 1e-6)
-        reach = np.maximum(reach, conf)
-    total = weights[0] + weights[1]
-    out += reach * (weights[0] * objects[0] + weights[1] * objects[1]) / total
+        parts.append((screen, _carry((1.0 - share) * key.residual, disp), conf))
+    (screen_a, object_a, conf_a), (screen_b, object_b, conf_b) = parts
+    # Position in the clip weighs the two keyframes, and so does what each one reaches: across a scene cut
+    # (or where content entered) the other keyframe's models speak, as they have seen that shot.
+    w_a = (1.0 - pos) * (conf_a + _FLOOR)
+    w_b = pos * (conf_b + _FLOOR)
+    total = w_a + w_b
+    reach = np.maximum(conf_a, conf_b)
+    out = (w_a * screen_a + w_b * screen_b) / total
+    out += reach * ((1.0 - pos) * conf_a * object_a + pos * conf_b * object_b) / ((1.0 - pos) * conf_a + pos * conf_b + 1e-6)
     return _finish(out)
 
 
