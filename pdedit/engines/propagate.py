@@ -288,6 +288,8 @@ class _Key:
     appearance: Appearance | None = None
     modelled: np.ndarray | None = None  # M_k(S_k), float32
     residual: np.ndarray | None = None  # E_k - M_k(S_k), float32
+    on_screen: bool = False  # whether any of the residual stays on the screen in the segment
+    moving: np.ndarray | None = None  # the part of the residual carried along the flow in the segment
 
     def use(self, screen: ScreenGrid | None, colours: ColourMap | None = None) -> "_Key":
         """Set the segment's appearance model (``colours``, default the keyframe's table, then ``screen``)."""
@@ -365,6 +367,8 @@ def _pair_models(a: _Key, b: _Key, config: PropagateConfig) -> str:
                           np.abs(grids[0].offset - grids[1].offset).max(-1, keepdims=True) / 6.0)
     agree = np.exp(-(disagree**2))
     shared = ScreenGrid(gain=1.0 + agree * (joint.gain - 1.0), offset=agree * joint.offset)
+    if np.abs(shared.gain - 1.0).max() < 0.004 and np.abs(shared.offset).max() < 0.5:
+        shared = None  # nothing tied to the screen (a global edit): the table alone, and a cheaper frame
     a.use(shared, colours[0])
     b.use(shared, colours[1])
     return name
@@ -524,6 +528,9 @@ def _render(frames, keyframes, keys, n, folder, config, progress) -> Iterator[np
                 state = carry_step(state, pair[..., :2], pair[..., 2:], cuts[t - a])
                 states.put(t - a, state)
             share_a, share_b, alpha = _screen_split(key_a, key_b, states.get(0), forward, size)
+            for key, share in ((key_a, share_a), (key_b, share_b)):
+                key.on_screen = bool(share.max() > 0.0)
+                key.moving = (1.0 - share) * key.residual  # the part carried along the flow
             # Render a..b-1 (and b when it is the clip's last frame).
             last = b == n - 1
             fwd_state = _identity_state(fh, fw)
@@ -568,10 +575,11 @@ def _blend(frame, t, key_a: _Key, key_b: _Key, state_a, state_b, share_a, share_
     m_b = m_a if same else key_b.appearance(frame)  # one model for both (a screen edit): computed once
     parts = []
     for key, state, share, m_t in ((key_a, state_a, share_a, m_a), (key_b, state_b, share_b, m_b)):
-        # Screen part: the keyframe's edit at this position, following the source's change by alpha.
-        screen = m_t + share * (key.edit + alpha * (source - key.source) - m_t)
+        # Screen part: the keyframe's edit at this position, following the source's change by alpha (skipped,
+        # exactly, when no pixel of this keyframe's residual stays on the screen).
+        screen = m_t + share * (key.edit + alpha * (source - key.source) - m_t) if key.on_screen else m_t
         disp, conf = _upsample_state(state, size, feather)
-        parts.append((screen, _carry((1.0 - share) * key.residual, disp), conf))
+        parts.append((screen, _carry(key.moving, disp), conf))
     (screen_a, object_a, conf_a), (screen_b, object_b, conf_b) = parts
     # Position in the clip weighs the two keyframes, and so does what each one reaches: across a scene cut
     # (or where content entered) the other keyframe's models speak, as they have seen that shot.
