@@ -13,7 +13,8 @@ keyframe pair ``(S_k, E_k)`` and both applied to any other frame at the same scr
    graduated filters, a tint toward one corner, local tone changes. Smoothness and a prior toward the
    identity keep empty cells sensible; Cauchy weights leave painted marks to the residual.
 
-``fit_appearance`` fits both; ``Appearance.__call__`` applies them to a frame. What they cannot explain
+``fit_colour_map`` and ``fit_screen_grid`` fit them (the propagate engine chooses between them per segment);
+``Appearance.__call__`` applies them to a frame. What they cannot explain
 (``E_k - appearance(S_k)``: paint, overlays with sharp edges, outlines) is the edit's residual, carried by
 the propagate engine.
 """
@@ -28,7 +29,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.linalg import cg
 
-__all__ = ["ColourMap", "IDENTITY", "fit_colour_map", "robust_error", "ScreenGrid", "fit_screen_grid", "Appearance", "fit_appearance", "residual", "same_shot"]
+__all__ = ["ColourMap", "IDENTITY", "fit_colour_map", "robust_error", "ScreenGrid", "fit_screen_grid", "Appearance", "residual", "same_shot"]
 
 _LUT_LEVELS = 128  # dense table resolution per channel: index = value >> 1
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -353,16 +354,6 @@ class Appearance:
             weight = np.maximum(0.0, 1.0 - np.abs(lum - b))[..., None]
             out += weight * (mapped * self._gain[b] + self._offset[b])
         return out
-
-
-def fit_appearance(source: np.ndarray, edited: np.ndarray, *, lut_grid: int = 17, screen_cells: int = 16,
-                   screen_bins: int = 1) -> Appearance:
-    """Fit one keyframe's colour table and screen grid (``screen_cells=0``: the table alone)."""
-    colours = fit_colour_map(source, edited, grid=lut_grid)
-    screen = None
-    if screen_cells > 0:
-        screen, _ = fit_screen_grid([(source, colours(source), edited)], cells=screen_cells, bins=screen_bins)
-    return Appearance(colours, screen, (source.shape[1], source.shape[0]))
 
 
 def residual(edited: np.ndarray, modelled: np.ndarray) -> np.ndarray:

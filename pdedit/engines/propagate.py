@@ -38,7 +38,7 @@ import functools
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import cv2
@@ -478,17 +478,15 @@ def _render(frames, keyframes, keys, n, folder, config, progress) -> Iterator[np
     size = None
     count = 0
 
-    def read(source, what: str) -> np.ndarray:
-        nonlocal count
+    def read(source) -> np.ndarray:
+        """The next look-ahead frame; BadInput when the clip is shorter than it said."""
         try:
-            frame = next(source)
+            return next(source)
         except StopIteration:
-            raise BadInput(f"the source clip ended after {count if what == 'ahead' else '?'} frames, "
-                           f"{n} were expected") from None
-        return frame
+            raise BadInput(f"the source clip ended after {count} frames, {n} were expected") from None
 
     try:
-        first = read(ahead, "ahead")
+        first = read(ahead)
         count = 1
         size = (first.shape[1], first.shape[0])
         estimator = FlowEstimator(_flow_size(size, config.flow_side), config.preset)
@@ -508,7 +506,7 @@ def _render(frames, keyframes, keys, n, folder, config, progress) -> Iterator[np
             cuts = []
             prev = grey_a
             for t in range(a + 1, b + 1):
-                frame = read(ahead, "ahead")
+                frame = read(ahead)
                 count += 1
                 grey = estimator.grey(frame)
                 fwd, bwd = estimator(prev, grey), estimator(grey, prev)
