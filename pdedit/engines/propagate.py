@@ -288,6 +288,7 @@ class _Key:
     appearance: Appearance | None = None
     modelled: np.ndarray | None = None  # M_k(S_k), float32
     residual: np.ndarray | None = None  # E_k - M_k(S_k), float32
+    share: np.ndarray | None = None  # per pixel, the share of the residual that stays on the screen (segment)
     on_screen: bool = False  # whether any of the residual stays on the screen in the segment
     moving: np.ndarray | None = None  # the part of the residual carried along the flow in the segment
 
@@ -356,12 +357,11 @@ def _pair_models(a: _Key, b: _Key, config: PropagateConfig) -> str:
     # own quantisation).
     if screen_misfit + 0.5 < 0.8 * colour_misfit:
         name, colours, grids = "screen", (IDENTITY, IDENTITY), (own(a, IDENTITY), own(b, IDENTITY))
+        joint = screen_joint  # already fitted on both keyframes with the identity table
     else:
         name, colours, grids = "colour", (a.lut, b.lut), (a.own, b.own)
-    joint, _ = fit_screen_grid(
-        [(k.source, c(k.source), k.edit) for k, c in zip((a, b), colours)], cells=config.screen_cells,
-        bins=config.screen_bins,
-    )
+        joint, _ = fit_screen_grid([(k.source, k.lut(k.source), k.edit) for k in (a, b)],
+                                   cells=config.screen_cells, bins=config.screen_bins)
     # Per cell: 1 where the two own grids agree (gain within ~0.04, offset within ~6 levels), 0 where not.
     disagree = np.maximum(np.abs(grids[0].gain - grids[1].gain).max(-1, keepdims=True) / 0.04,
                           np.abs(grids[0].offset - grids[1].offset).max(-1, keepdims=True) / 6.0)
@@ -527,6 +527,7 @@ def _render(frames, keyframes, keys, n, folder, config, progress) -> Iterator[np
                 states.put(t - a, state)
             share_a, share_b, alpha = _screen_split(key_a, key_b, states.get(0), forward, size)
             for key, share in ((key_a, share_a), (key_b, share_b)):
+                key.share = share
                 key.on_screen = bool(share.max() > 0.0)
                 key.moving = (1.0 - share) * key.residual  # the part carried along the flow
             # Render a..b-1 (and b when it is the clip's last frame).
@@ -537,8 +538,7 @@ def _render(frames, keyframes, keys, n, folder, config, progress) -> Iterator[np
                 if t > a:
                     pair = flows.get(t - 1 - a)
                     fwd_state = carry_step(fwd_state, pair[..., 2:], pair[..., :2], cuts[t - 1 - a])
-                yield _blend(frame, t, key_a, key_b, fwd_state, states.get(t - a), share_a, share_b, alpha,
-                             size, config.feather)
+                yield _blend(frame, t, key_a, key_b, fwd_state, states.get(t - a), alpha, size, config.feather)
                 bar.update(1)
             if last:
                 if next(behind, None) is not None or next(ahead, None) is not None:
@@ -559,7 +559,7 @@ def _finish(out: np.ndarray) -> np.ndarray:
     return out.astype(np.uint8)
 
 
-def _blend(frame, t, key_a: _Key, key_b: _Key, state_a, state_b, share_a, share_b, alpha, size, feather) -> np.ndarray:
+def _blend(frame, t, key_a: _Key, key_b: _Key, state_a, state_b, alpha, size, feather) -> np.ndarray:
     """One output frame between keyframes a and b."""
     a, b = key_a.index, key_b.index
     if t == a:
@@ -572,10 +572,10 @@ def _blend(frame, t, key_a: _Key, key_b: _Key, state_a, state_b, share_a, share_
     same = key_b.colours is key_a.colours and key_b.appearance.screen is key_a.appearance.screen
     m_b = m_a if same else key_b.appearance(frame)  # one model for both (a screen edit): computed once
     parts = []
-    for key, state, share, m_t in ((key_a, state_a, share_a, m_a), (key_b, state_b, share_b, m_b)):
+    for key, state, m_t in ((key_a, state_a, m_a), (key_b, state_b, m_b)):
         # Screen part: the keyframe's edit at this position, following the source's change by alpha (skipped,
         # exactly, when no pixel of this keyframe's residual stays on the screen).
-        screen = m_t + share * (key.edit + alpha * (source - key.source) - m_t) if key.on_screen else m_t
+        screen = m_t + key.share * (key.edit + alpha * (source - key.source) - m_t) if key.on_screen else m_t
         disp, conf = _upsample_state(state, size, feather)
         parts.append((screen, _carry(key.moving, disp), conf))
     (screen_a, object_a, conf_a), (screen_b, object_b, conf_b) = parts
