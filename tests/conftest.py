@@ -66,3 +66,29 @@ def single_thread_torch():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def train_killed_in_step(monkeypatch):
+    """Returns ``run(config, step=3)``: ``finetune.train.train`` stopped by a simulated kill in that step's loss.
+
+    The resume tests use it to break a run after a checkpoint and compare its resumed end with an unbroken run.
+    """
+
+    def run(config, step: int = 3) -> None:
+        import finetune.train as ft
+
+        real_loss, calls = ft.diffusion_loss, {"n": 0}
+
+        def crash(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == step:
+                raise KeyboardInterrupt("simulated kill")
+            return real_loss(*args, **kwargs)
+
+        monkeypatch.setattr(ft, "diffusion_loss", crash)
+        with pytest.raises(KeyboardInterrupt):
+            ft.train(config)
+        monkeypatch.setattr(ft, "diffusion_loss", real_loss)
+
+    return run

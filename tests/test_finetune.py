@@ -288,7 +288,7 @@ def test_sketch_transform_turns_the_last_instruction_into_lines_on_white():
 
 
 @pytest.mark.parametrize("image_ratio", [0.0, 0.5], ids=["videos", "videos and images"])
-def test_interrupted_run_resumes_to_the_same_state_as_an_unbroken_one(tmp_path, one_thread, monkeypatch,
+def test_interrupted_run_resumes_to_the_same_state_as_an_unbroken_one(tmp_path, one_thread, train_killed_in_step,
                                                                       image_ratio):
     import cv2
     from safetensors.torch import load_file
@@ -311,19 +311,7 @@ def test_interrupted_run_resumes_to_the_same_state_as_an_unbroken_one(tmp_path, 
     unbroken = ft.train(_config(tmp_path / "a", *common))
 
     # Crash during step 3 (after the step-2 checkpoint), then resume from the latest checkpoint.
-    real_loss = ft.diffusion_loss
-    calls = {"n": 0}
-
-    def crash_on_third(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt("simulated kill")
-        return real_loss(*args, **kwargs)
-
-    monkeypatch.setattr(ft, "diffusion_loss", crash_on_third)
-    with pytest.raises(KeyboardInterrupt):
-        ft.train(_config(tmp_path / "b", *common))
-    monkeypatch.setattr(ft, "diffusion_loss", real_loss)
+    train_killed_in_step(_config(tmp_path / "b", *common), step=3)
     assert latest_checkpoint(tmp_path / "b").name == "step-0000002"
     resumed = ft.train(_config(tmp_path / "b", *common), resume="latest")
 

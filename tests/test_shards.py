@@ -138,7 +138,8 @@ def test_a_stream_resumed_at_batch_k_continues_exactly_with_two_loader_workers(s
 # ---- training from shards ------------------------------------------------------------------------
 
 
-def test_training_from_shards_resumes_to_the_same_state_as_an_unbroken_run(tmp_path, shapes_shards, monkeypatch):
+def test_training_from_shards_resumes_to_the_same_state_as_an_unbroken_run(tmp_path, shapes_shards, monkeypatch,
+                                                                              train_killed_in_step):
     from safetensors.torch import load_file
 
     import finetune.train as ft
@@ -146,18 +147,7 @@ def test_training_from_shards_resumes_to_the_same_state_as_an_unbroken_run(tmp_p
 
     common = ["train.max_steps=4", "train.checkpoint_every=2", f"data.shards={shapes_shards}"]
     unbroken = ft.train(_config(f"train.output_dir={tmp_path / 'a'}", *common))
-    real_loss, calls = ft.diffusion_loss, {"n": 0}
-
-    def crash_on_third(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt("simulated kill")
-        return real_loss(*args, **kwargs)
-
-    monkeypatch.setattr(ft, "diffusion_loss", crash_on_third)
-    with pytest.raises(KeyboardInterrupt):
-        ft.train(_config(f"train.output_dir={tmp_path / 'b'}", *common))
-    monkeypatch.setattr(ft, "diffusion_loss", real_loss)
+    train_killed_in_step(_config(f"train.output_dir={tmp_path / 'b'}", *common), step=3)
     # The cached stream never decodes a video, nor runs the VAE or the text encoder.
     monkeypatch.setattr(ft, "encode_video", lambda *a, **k: pytest.fail("encode_video called"))
     monkeypatch.setattr(ft, "encode_text", lambda *a, **k: pytest.fail("encode_text called"))
