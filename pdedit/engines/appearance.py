@@ -347,7 +347,9 @@ class Appearance:
         if self.screen is None:
             return mapped
         if self._bins == 1:
-            return mapped * self._gain[0] + self._offset[0]
+            mapped *= self._gain[0]  # in place: this runs on every frame
+            mapped += self._offset[0]
+            return mapped
         lum = _luma_coordinate(frame, self._bins)
         out = np.zeros_like(mapped)
         for b in range(self._bins):

@@ -38,7 +38,9 @@ import functools
 import logging
 import os
 import tempfile
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -80,6 +82,7 @@ _PRESETS = {
     "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
 }
 _FLOOR = 0.05  # weight a keyframe's screen-space estimate keeps where its carry reaches nothing
+_IN_FLIGHT = 2  # frames whose blend may run ahead of the one being yielded (memory: a few frames)
 SAME_SHOT = 0.12  # below this edge agreement (appearance.same_shot) a keyframe is not an edit of its frame
 
 
@@ -109,6 +112,13 @@ class PropagateConfig:
 # ---------------------------------------------------------------- 2. flow, confidence, carrying
 
 
+@functools.lru_cache(maxsize=1)
+def _workers() -> ThreadPoolExecutor:
+    """The engine's worker threads: OpenCV and numpy release the GIL in their array work, so the two flows of
+    a pair, or the blends of neighbouring frames, run side by side on two cores."""
+    return ThreadPoolExecutor(max_workers=max(2, min(4, os.cpu_count() or 2)), thread_name_prefix="pdedit-propagate")
+
+
 class FlowEstimator:
     """DIS optical flow on grey frames at a reduced resolution ``size`` (w, h)."""
 
@@ -117,6 +127,7 @@ class FlowEstimator:
             raise BadInput(f"flow preset {preset!r} is not one of {', '.join(_PRESETS)}")
         self.size = size
         self._dis = cv2.DISOpticalFlow_create(_PRESETS[preset])
+        self._back = cv2.DISOpticalFlow_create(_PRESETS[preset])  # its own state, for the other direction
 
     def grey(self, frame: np.ndarray) -> np.ndarray:
         """The uint8 grey frame at the flow resolution."""
@@ -128,6 +139,11 @@ class FlowEstimator:
     def __call__(self, grey_a: np.ndarray, grey_b: np.ndarray) -> np.ndarray:
         """Flow (h, w, 2) float32 from a to b: ``a(x) ~ b(x + flow(x))``."""
         return self._dis.calc(grey_a, grey_b, None)
+
+    def both(self, grey_a: np.ndarray, grey_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The flows a -> b and b -> a, computed side by side (what the consistency check needs)."""
+        back = _workers().submit(self._back.calc, grey_b, grey_a, None)
+        return self._dis.calc(grey_a, grey_b, None), back.result()
 
 
 @functools.lru_cache(maxsize=4)
@@ -249,21 +265,27 @@ def _flow_size(size: tuple[int, int], flow_side: int) -> tuple[int, int]:
 
 
 def _upsample_state(state: np.ndarray, size: tuple[int, int], feather: float) -> tuple[np.ndarray, np.ndarray]:
-    """A flow-resolution carry state at full size: (displacement (h, w, 2) in pixels, confidence (h, w, 1)).
+    """A flow-resolution carry state at full size: (displacement (h, w, 2) in pixels, confidence (h, w)).
 
     The confidence is feathered first so the edge of what a carry reaches, and the DIS patch grid inside
-    it, never show as seams.
+    it, never show as seams. (Resizing is linear, so the displacement is scaled to pixels before it, on the
+    small state.)
     """
     w, h = size
     sh, sw = state.shape[:2]
     conf = state[..., 2]
     if feather > 0:
         conf = cv2.GaussianBlur(conf, (0, 0), feather * max(sw, sh), borderType=cv2.BORDER_REPLICATE)
-    full = np.dstack([state[..., :2], conf])
-    if (sw, sh) != (w, h):
-        full = cv2.resize(full, size, interpolation=cv2.INTER_LINEAR)
-    disp = full[..., :2] * np.array([w / sw, h / sh], np.float32)
-    return disp, full[..., 2:3]
+    if (sw, sh) == (w, h):
+        return state[..., :2], np.ascontiguousarray(conf)
+    disp = state[..., :2] * np.array([w / sw, h / sh], np.float32)
+    return cv2.resize(disp, size, interpolation=cv2.INTER_LINEAR), cv2.resize(conf, size, interpolation=cv2.INTER_LINEAR)
+
+
+def _channels(weight: np.ndarray) -> np.ndarray:
+    """A (h, w) weight as (h, w, 3): numpy multiplies same-shape arrays several times faster than it
+    broadcasts a trailing axis of 1 against 3."""
+    return cv2.merge([weight, weight, weight])
 
 
 def _carry(image: np.ndarray, disp: np.ndarray) -> np.ndarray:
@@ -288,9 +310,14 @@ class _Key:
     appearance: Appearance | None = None
     modelled: np.ndarray | None = None  # M_k(S_k), float32
     residual: np.ndarray | None = None  # E_k - M_k(S_k), float32
-    share: np.ndarray | None = None  # per pixel, the share of the residual that stays on the screen (segment)
-    on_screen: bool = False  # whether any of the residual stays on the screen in the segment
-    moving: np.ndarray | None = None  # the part of the residual carried along the flow in the segment
+    # For the segment being rendered (``segment``): with ``share`` the part of the residual that stays on the
+    # screen and ``alpha`` how the edit there follows the source, the screen estimate of a frame S_t is
+    # ``keep * M_k(S_t) + follow * S_t + fixed``.
+    on_screen: bool = False  # whether any of the residual stays on the screen
+    keep: np.ndarray | None = None  # 1 - share, (h, w)
+    follow: np.ndarray | None = None  # share * alpha, (h, w)
+    fixed: np.ndarray | None = None  # share * (E_k - alpha S_k), (h, w, 3)
+    moving: np.ndarray | None = None  # (1 - share) * residual: the part carried along the flow
 
     def use(self, screen: ScreenGrid | None, colours: ColourMap | None = None) -> "_Key":
         """Set the segment's appearance model (``colours``, default the keyframe's table, then ``screen``)."""
@@ -299,6 +326,14 @@ class _Key:
         self.modelled = self.appearance(self.source)
         self.residual = residual(self.edit, self.modelled)
         return self
+
+    def segment(self, share: np.ndarray, alpha: np.ndarray) -> None:
+        """Set the segment's split of the residual (``share``, ``alpha``: (h, w, 1) from ``_screen_split``)."""
+        self.on_screen = bool(share.max() > 0.0)
+        self.keep = np.ascontiguousarray(1.0 - share[..., 0])
+        self.follow = np.ascontiguousarray((share * alpha)[..., 0])
+        self.fixed = share * (self.edit.astype(np.float32) - alpha * self.source.astype(np.float32))
+        self.moving = (1.0 - share) * self.residual
 
 
 def _fit_key(index: int, source: np.ndarray, edit: np.ndarray, config: PropagateConfig) -> _Key:
@@ -421,7 +456,7 @@ def _screen_split(a: _Key, b: _Key, to_b: np.ndarray, to_a: np.ndarray, size: tu
         # Soft vote, 12 levels (summed over channels) wide, on misfits pooled over a neighbourhood: inside a
         # mark that moved less than its own size both hypotheses fit, and its edges decide for the inside.
         pooled = [cv2.GaussianBlur(m.astype(np.float32), (0, 0), pool) for m in (object_misfit, screen_misfit)]
-        vote = np.where(conf[..., 0] > 0.5, (pooled[0] - pooled[1]) / 6.0, (24.0 - screen_misfit) / 6.0)
+        vote = np.where(conf > 0.5, (pooled[0] - pooled[1]) / 6.0, (24.0 - screen_misfit) / 6.0)
         p = 1.0 / (1.0 + np.exp(-np.clip(vote, -30, 30)))
         # Only where there is a residual to place: elsewhere the appearance model speaks (a screen estimate,
         # linear in the source's change, would be worse for a grade on a moving shot).
@@ -509,7 +544,7 @@ def _render(frames, keyframes, keys, n, folder, config, progress) -> Iterator[np
                 frame = read(ahead)
                 count += 1
                 grey = estimator.grey(frame)
-                fwd, bwd = estimator(prev, grey), estimator(grey, prev)
+                fwd, bwd = estimator.both(prev, grey)
                 cut = is_cut(prev, grey, flow_confidence(fwd, bwd))
                 cuts.append(cut)
                 flows.put(t - 1 - a, np.dstack([fwd, bwd]))
@@ -526,19 +561,25 @@ def _render(frames, keyframes, keys, n, folder, config, progress) -> Iterator[np
                 state = carry_step(state, pair[..., :2], pair[..., 2:], cuts[t - a])
                 states.put(t - a, state)
             share_a, share_b, alpha = _screen_split(key_a, key_b, states.get(0), forward, size)
-            for key, share in ((key_a, share_a), (key_b, share_b)):
-                key.share = share
-                key.on_screen = bool(share.max() > 0.0)
-                key.moving = (1.0 - share) * key.residual  # the part carried along the flow
-            # Render a..b-1 (and b when it is the clip's last frame).
+            key_a.segment(share_a, alpha)
+            key_b.segment(share_b, alpha)
+            # Render a..b-1 (and b when it is the clip's last frame). The carry is sequential, the blends are
+            # not: a few frames' blends run on the workers while the next carry steps go on, in order.
             last = b == n - 1
             fwd_state = _identity_state(fh, fw)
+            pending = deque()
             for t in range(a, b + 1 if last else b):
                 frame = next(behind)
                 if t > a:
                     pair = flows.get(t - 1 - a)
                     fwd_state = carry_step(fwd_state, pair[..., 2:], pair[..., :2], cuts[t - 1 - a])
-                yield _blend(frame, t, key_a, key_b, fwd_state, states.get(t - a), alpha, size, config.feather)
+                pending.append(_workers().submit(_blend, frame, t, key_a, key_b, fwd_state, states.get(t - a), size,
+                                                 config.feather))
+                if len(pending) > _IN_FLIGHT:
+                    yield pending.popleft().result()
+                    bar.update(1)
+            while pending:  # the next segment refits key_b: its frames are done first
+                yield pending.popleft().result()
                 bar.update(1)
             if last:
                 if next(behind, None) is not None or next(ahead, None) is not None:
@@ -559,59 +600,77 @@ def _finish(out: np.ndarray) -> np.ndarray:
     return out.astype(np.uint8)
 
 
-def _blend(frame, t, key_a: _Key, key_b: _Key, state_a, state_b, alpha, size, feather) -> np.ndarray:
-    """One output frame between keyframes a and b."""
+def _blend(frame, t, key_a: _Key, key_b: _Key, state_a, state_b, size, feather) -> np.ndarray:
+    """One output frame between keyframes a and b.
+
+    Per keyframe k: the screen-space estimate ``(1 - share) M_k(S_t) + share (E_k + alpha (S_t - S_k))``
+    (``_Key.segment`` holds its per-segment terms), and the part of the residual that moves, carried along
+    the flow. Position in the clip weighs the two keyframes, and so does what each one reaches: across a
+    scene cut (or where content entered) the other keyframe's models speak, as they have seen that shot.
+    """
     a, b = key_a.index, key_b.index
     if t == a:
         return key_a.edit.copy()
     if t == b:
         return key_b.edit.copy()
     pos = (t - a) / (b - a)
-    source = frame.astype(np.float32)
-    m_a = key_a.appearance(frame)
-    same = key_b.colours is key_a.colours and key_b.appearance.screen is key_a.appearance.screen
-    m_b = m_a if same else key_b.appearance(frame)  # one model for both (a screen edit): computed once
-    parts = []
-    for key, state, m_t in ((key_a, state_a, m_a), (key_b, state_b, m_b)):
-        # Screen part: the keyframe's edit at this position, following the source's change by alpha (skipped,
-        # exactly, when no pixel of this keyframe's residual stays on the screen).
-        screen = m_t + key.share * (key.edit + alpha * (source - key.source) - m_t) if key.on_screen else m_t
-        disp, conf = _upsample_state(state, size, feather)
-        parts.append((screen, _carry(key.moving, disp), conf))
-    (screen_a, object_a, conf_a), (screen_b, object_b, conf_b) = parts
-    # Position in the clip weighs the two keyframes, and so does what each one reaches: across a scene cut
-    # (or where content entered) the other keyframe's models speak, as they have seen that shot.
+    (disp_a, conf_a), (disp_b, conf_b) = _upsample_state(state_a, size, feather), _upsample_state(state_b, size, feather)
     w_a = (1.0 - pos) * (conf_a + _FLOOR)
     w_b = pos * (conf_b + _FLOOR)
     total = w_a + w_b
-    reach = np.maximum(conf_a, conf_b)
-    out = (w_a * screen_a + w_b * screen_b) / total
-    out += reach * ((1.0 - pos) * conf_a * object_a + pos * conf_b * object_b) / ((1.0 - pos) * conf_a + pos * conf_b + 1e-6)
+    w_a /= total
+    w_b /= total
+    # The appearance models (one for both keyframes when they share it: computed once).
+    m_a = key_a.appearance(frame)
+    if key_b.colours is key_a.colours and key_b.appearance.screen is key_a.appearance.screen:
+        out = m_a * _channels(w_a * key_a.keep + w_b * key_b.keep)
+    else:
+        out = m_a * _channels(w_a * key_a.keep) + key_b.appearance(frame) * _channels(w_b * key_b.keep)
+    # The screen parts: the keyframe's edit at this position, following the source's change by alpha.
+    if key_a.on_screen or key_b.on_screen:
+        out += frame.astype(np.float32) * _channels(w_a * key_a.follow + w_b * key_b.follow)
+        out += key_a.fixed * _channels(w_a) + key_b.fixed * _channels(w_b)
+    # The moving parts, where a carry reaches, by position and confidence.
+    c_a, c_b = (1.0 - pos) * conf_a, pos * conf_b
+    norm = np.maximum(conf_a, conf_b) / (c_a + c_b + 1e-6)
+    out += _carry(key_a.moving, disp_a) * _channels(c_a * norm) + _carry(key_b.moving, disp_b) * _channels(c_b * norm)
     return _finish(out)
 
 
 def _tail(behind, key: _Key, a: int, n: int, estimator: FlowEstimator, config: PropagateConfig, size, bar):
-    """Frames a..n-1 after the last keyframe: the forward carry alone, with flows computed as it goes."""
+    """Frames a..n-1 after the last keyframe: the forward carry alone, with flows computed as it goes (the
+    frames' appearance and carried residual on the workers, as in the segments)."""
     fh, fw = estimator.size[1], estimator.size[0]
     state = _identity_state(fh, fw)
     prev = None
+    pending = deque()
     for t in range(a, n):
         frame = next(behind, None)
         if frame is None:
             raise BadInput(f"the source clip ended after {t} frames, {n} were expected")
         grey = estimator.grey(frame)
-        if t == a:
-            out = key.edit.copy()
-        else:
-            fwd, bwd = estimator(prev, grey), estimator(grey, prev)
+        if t > a:
+            fwd, bwd = estimator.both(prev, grey)
             state = carry_step(state, bwd, fwd, is_cut(prev, grey, flow_confidence(fwd, bwd)))
-            disp, conf = _upsample_state(state, size, config.feather)
-            out = _finish(key.appearance(frame) + conf * _carry(key.residual, disp))
+        pending.append(_workers().submit(_tail_frame, frame, key, None if t == a else state, size, config.feather))
         prev = grey
-        yield out
+        if len(pending) > _IN_FLIGHT:
+            yield pending.popleft().result()
+            bar.update(1)
+    while pending:
+        yield pending.popleft().result()
         bar.update(1)
     if next(behind, None) is not None:
         raise BadInput(f"the source clip has more than the {n} frames expected")
+
+
+def _tail_frame(frame: np.ndarray, key: _Key, state: np.ndarray | None, size, feather: float) -> np.ndarray:
+    """One frame after the last keyframe: its appearance plus the keyframe's residual where the carry reaches
+    (the keyframe's edit itself where ``state`` is None)."""
+    if state is None:
+        return key.edit.copy()
+    disp, conf = _upsample_state(state, size, feather)
+    return _finish(key.appearance(frame) + _channels(conf) * _carry(key.residual, disp))
 
 
 def per_frame(
@@ -643,13 +702,13 @@ def per_frame(
                 estimator = FlowEstimator(_flow_size(size, config.flow_side), config.preset)
             grey = estimator.grey(frame)
             if prev_out is not None:
-                to_prev, from_prev = estimator(grey, prev_grey), estimator(prev_grey, grey)
+                to_prev, from_prev = estimator.both(grey, prev_grey)
                 state = np.dstack([to_prev, flow_confidence(to_prev, from_prev)])
                 disp, conf = _upsample_state(state, size, 0.0)
                 warped = _carry(prev_out.astype(np.float32), disp)
                 edited = out.astype(np.float32)
                 close = (np.abs(warped - edited).max(axis=2, keepdims=True) < tolerance).astype(np.float32)
-                out = _finish(edited + smooth * conf * close * (warped - edited))
+                out = _finish(edited + smooth * conf[..., None] * close * (warped - edited))
             prev_grey = grey
         prev_out = out
         yield out
