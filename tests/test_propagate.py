@@ -340,3 +340,21 @@ def test_per_frame_mode_applies_the_filter_and_settles_its_flicker(clip):
 
     assert flicker(smoothed) < flicker(oracle)
     assert mean_psnr(smoothed, oracle) >= 30.0
+
+
+def test_colour_map_keeps_a_rare_colours_edit_and_takes_unseen_colours_by_the_gain():
+    # Darkish content graded by a gain of 0.8, and 0.5% of the pixels reds the edit turns blue (red and blue
+    # swapped: paint on a small object is a rare, spread colour): the reds' edit must be kept, and white
+    # (which no keyframe pixel has) darkened by the gain, not by whatever the data's trend extrapolates to.
+    rng = np.random.default_rng(3)
+    source = rng.integers(0, 120, (120, 200, 3)).astype(np.uint8)
+    edited = (source * 0.8 + 0.5).astype(np.uint8)
+    rare = rng.random((120, 200)) < 0.005
+    reds = np.clip(np.array([200, 40, 40]) + rng.integers(-25, 26, (int(rare.sum()), 3)), 0, 255)
+    source[rare], edited[rare] = reds, reds[:, [2, 1, 0]]
+    table = fit_colour_map(source, edited)
+    probe = np.array([[[200, 40, 40], [230, 60, 30], [250, 250, 250]]], np.uint8)
+    red, other_red, white = table(probe)[0].astype(int)
+    assert np.abs(red - (40, 40, 200)).max() <= 12
+    assert np.abs(other_red - (30, 60, 230)).max() <= 20
+    assert np.abs(white - 200).max() <= 20

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy import sparse
+from scipy import ndimage, sparse
 from scipy.sparse.linalg import cg
 
 __all__ = ["ColourMap", "IDENTITY", "fit_colour_map", "robust_error", "ScreenGrid", "fit_screen_grid", "Appearance", "residual", "same_shot"]
@@ -141,10 +141,10 @@ def fit_colour_map(
 
     The table is the least-squares trilinear LUT with a second-difference penalty, refitted with Cauchy
     weights so pixels changed by a local edit (a painted patch) are treated as outliers and left to the
-    residual. Nodes far from every keyframe colour are pulled toward the edit's robust per-channel gain
-    (``prior`` is that pull on an empty node, relative to the mean data weight of a node), so colours the
+    residual. Nodes more than two cells from every keyframe colour are pulled toward the edit's robust
+    per-channel gain (``prior`` is that pull, relative to the mean data weight of a node), so colours the
     keyframe lacks change as much as the edit's overall gain implies instead of following an
-    extrapolated trend.
+    extrapolated trend; nodes near data follow the data alone, so a rare colour's edit is kept.
     """
     if source.shape != edited.shape:
         raise ValueError(f"source {source.shape} and edited {edited.shape} keyframes differ in shape")
@@ -158,8 +158,10 @@ def fit_colour_map(
     a = sparse.csr_matrix((wts.ravel(), (np.repeat(np.arange(n), 8), idx.ravel())), shape=(n, k3))
     d = _second_differences(grid)
     target = _identity_nodes(grid) * _robust_gain(src.astype(np.float64), dst, scale=robust_scale)
-    density = np.asarray(a.sum(axis=0)).ravel()  # data weight at each node
-    pull = prior * (n / k3) / (1.0 + density / (0.02 * n / k3))  # strong where a node has no data
+    # Nodes more than two cells from every keyframe colour are pulled toward the gain; the others follow the
+    # data alone, however few pixels have that colour (paint on a small object is a rare colour).
+    seen = np.asarray(a.sum(axis=0)).ravel().reshape(grid, grid, grid) > 0
+    pull = prior * (n / k3) * ~ndimage.binary_dilation(seen, np.ones((5, 5, 5), bool)).ravel()
     reg = smooth * (n / k3) * (d.T @ d) + sparse.diags(pull)
     weight = np.ones(n)
     nodes = target.copy()
