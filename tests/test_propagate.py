@@ -12,6 +12,7 @@ import pytest
 
 from pdedit.engines import EditJob, get_engine
 import pdedit.engines.propagate as propagate_module
+from pdedit.engines.appearance import fit_detail_map
 from pdedit.engines.propagate import (
     FlowEstimator,
     PropagateConfig,
@@ -23,6 +24,7 @@ from pdedit.engines.propagate import (
     propagate,
 )
 from pdedit.errors import BadInput
+from pdedit.instructions.edits import pencil
 
 SIZE = (160, 120)  # (w, h)
 N = 16
@@ -358,3 +360,36 @@ def test_colour_map_keeps_a_rare_colours_edit_and_takes_unseen_colours_by_the_ga
     assert np.abs(red - (40, 40, 200)).max() <= 12
     assert np.abs(other_red - (30, 60, 230)).max() <= 20
     assert np.abs(white - 200).max() <= 20
+
+
+def dimmed_clip() -> list[np.ndarray]:
+    """The moving clip with its exposure dipping to 75% in the middle frames (an automatic exposure change)."""
+    frames, _ = moving_clip()
+    gain = [1.0 - 0.25 * np.sin(np.pi * t / (N - 1)) ** 2 for t in range(N)]
+    return [(f * g + 0.5).astype(np.uint8) for f, g in zip(frames, gain)]
+
+
+def test_detail_map_is_kept_for_a_drawing_and_refused_for_a_grade(clip):
+    frames, _ = clip
+
+    def remainder(edit, t):
+        edited = edit(frames[t])
+        return edited.astype(np.float32) - fit_colour_map(frames[t], edited)(frames[t])
+
+    assert fit_detail_map([(frames[t], remainder(grade, t)) for t in (0, N - 1)]) is None
+    detail = fit_detail_map([(frames[t], remainder(pencil, t)) for t in (0, N - 1)])
+    assert detail is not None
+    # The drawing's map predicts what a table leaves of a frame it was not fitted on.
+    rest = remainder(pencil, N // 2)
+    assert np.mean((rest - detail(frames[N // 2])) ** 2) < 0.8 * np.mean(rest**2)
+
+
+def test_a_drawing_is_redrawn_on_each_frame_where_the_exposure_changes():
+    # A pencil drawing does not change with exposure; a carried residual on a darker frame's colours does.
+    frames = dimmed_clip()
+    oracle = [pencil(f) for f in frames]
+    keys = {0: oracle[0], N - 1: oracle[-1]}
+    redrawn = list(propagate(frames, keys))
+    carried = list(propagate(frames, keys, config=PropagateConfig(detail=False)))
+    assert mean_psnr(redrawn, oracle) >= mean_psnr(carried, oracle) + 3.0
+    assert min(psnr(a, b) for a, b in zip(redrawn, oracle)) >= min(psnr(a, b) for a, b in zip(carried, oracle)) + 3.0

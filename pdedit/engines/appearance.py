@@ -12,11 +12,18 @@ keyframe pair ``(S_k, E_k)`` and both applied to any other frame at the same scr
    applied after the table. It expresses what depends on where a pixel is on the screen: vignettes,
    graduated filters, a tint toward one corner, local tone changes. Smoothness and a prior toward the
    identity keep empty cells sensible; Cauchy weights leave painted marks to the residual.
+3. ``DetailMap``: for edits that redraw the picture from its local structure (a pencil drawing, outlines, a
+   painterly look) what the first two leave is a function of the frame's own detail, not of its colours.
+   A table over three detail features (luminance and two band-pass log-ratios, which do not change with
+   exposure) maps them to that remainder, so each frame's style is re-synthesised from the frame's own
+   content, as in Image Analogies (Hertzmann et al., SIGGRAPH 2001) with a smooth regression in place of
+   the patch search. ``fit_detail_map`` keeps it only where it predicts one keyframe's remainder from the
+   other's (cross-validated): a grade, paint or a logo leave nothing it can predict.
 
-``fit_colour_map`` and ``fit_screen_grid`` fit them (the propagate engine chooses between them per segment);
-``Appearance.__call__`` applies them to a frame. What they cannot explain
-(``E_k - appearance(S_k)``: paint, overlays with sharp edges, outlines) is the edit's residual, carried by
-the propagate engine.
+``fit_colour_map``, ``fit_screen_grid`` and ``fit_detail_map`` fit them (the propagate engine chooses
+between the first two per segment); ``Appearance.__call__`` applies them to a frame. What they cannot
+explain (``E_k - appearance(S_k)``: paint, overlays with sharp edges, texture) is the edit's residual,
+carried by the propagate engine.
 """
 
 from __future__ import annotations
@@ -330,34 +337,114 @@ def fit_screen_grid(
     return grid, [float(np.sqrt(np.mean(err**2))) for err in per_pair]
 
 
-# ---------------------------------------------------------------- 3. both, applied to frames
+# ---------------------------------------------------------------- 3. detail: the style of local structure
+
+_DETAIL_SCALES = (2.0, 8.0)  # the two blur widths in pixels (filters that draw, outline or paint work in pixels)
+_DETAIL_SLOPE = 64.0  # feature levels per octave of local contrast
+_DETAIL_ZERO = 128.0  # the remainder is stored around this level in the table's uint8 targets
+
+
+def detail_features(frame: np.ndarray) -> np.ndarray:
+    """Per pixel: luminance, and the log-ratios luminance / fine blur and fine / coarse blur, as uint8 (H, W, 3).
+
+    The ratios describe local structure (edges, texture, shading against its surround) the same way at any
+    exposure.
+    """
+    grey = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY).astype(np.float32) + 1.0
+    fine = cv2.GaussianBlur(grey, (0, 0), _DETAIL_SCALES[0], borderType=cv2.BORDER_REFLECT)
+    coarse = cv2.GaussianBlur(grey, (0, 0), _DETAIL_SCALES[1], borderType=cv2.BORDER_REFLECT)
+    k = float(_DETAIL_SLOPE / np.log(2.0))
+    out = cv2.merge([grey - 0.5, cv2.log(grey / fine) * k + (_DETAIL_ZERO + 0.5),
+                     cv2.log(fine / coarse) * k + (_DETAIL_ZERO + 0.5)])
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class DetailMap:
+    """What an edit adds as a function of local structure: a table from ``detail_features`` to the remainder."""
+
+    table: ColourMap
+    explained: float  # the share of the held-out remainder's energy it predicted when it was chosen
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        """The predicted remainder of a uint8 frame, float32 (H, W, 3)."""
+        out = self.table(detail_features(frame)).astype(np.float32)
+        out -= _DETAIL_ZERO
+        return out
+
+
+def _detail_table(pairs: Sequence[tuple[np.ndarray, np.ndarray]], grid: int) -> ColourMap:
+    """The table from (features, remainder) pairs."""
+    features = np.hstack([f for f, _ in pairs])
+    targets = np.hstack([np.clip(rest + _DETAIL_ZERO + 0.5, 0, 255).astype(np.uint8) for _, rest in pairs])
+    return fit_colour_map(features, targets, grid=grid, prior=0.0)
+
+
+def fit_detail_map(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]], *, grid: int = 17, accept: float = 0.15
+) -> DetailMap | None:
+    """Fit a ``DetailMap`` on ``(source, remainder)`` pairs (uint8 frame, float32 (H, W, 3)); None when it
+    does not generalise.
+
+    It is fitted leaving each pair out and scored on it (one pair: on each half of the frame, scored on the
+    other half); it is kept, refitted on everything, when it predicts at least ``accept`` of a held-out
+    remainder's energy and, on average over the folds, more than nothing.
+    """
+    data = [(detail_features(source), rest) for source, rest in pairs]
+    if len(data) == 1:
+        features, rest = data[0]
+        half = features.shape[1] // 2
+        left, right = (features[:, :half], rest[:, :half]), (features[:, half:], rest[:, half:])
+        folds = [([left], right), ([right], left)]
+    else:  # leave one out
+        folds = [([q for j, q in enumerate(data) if j != i], p) for i, p in enumerate(data)]
+    scores = []
+    for train, (features, rest) in folds:
+        energy = float(np.mean(rest**2))
+        if energy < 1.0:  # nothing left to explain (under a level)
+            return None
+        predicted = _detail_table(train, grid)(features).astype(np.float32) - _DETAIL_ZERO
+        scores.append(1.0 - float(np.mean((rest - predicted) ** 2)) / energy)
+    if max(scores) < accept or np.mean(scores) <= 0.0:
+        return None
+    return DetailMap(_detail_table(data, grid), float(np.mean(scores)))
+
+
+# ---------------------------------------------------------------- 4. all three, applied to frames
 
 
 class Appearance:
-    """A keyframe's appearance model: colour table, then the screen grid, sliced for one frame size."""
+    """A keyframe's appearance model: colour table, then the screen grid, sliced for one frame size, then the detail."""
 
-    def __init__(self, colours: ColourMap, screen: ScreenGrid | None, size: tuple[int, int]):
+    def __init__(self, colours: ColourMap, screen: ScreenGrid | None, size: tuple[int, int],
+                 detail: DetailMap | None = None):
         self.colours = colours
         self.screen = screen
+        self.detail = detail
         if screen is not None:
             self._gain, self._offset = screen.maps(size)
             self._bins = screen.gain.shape[0]
 
-    def __call__(self, frame: np.ndarray) -> np.ndarray:
-        """The modelled edit of a uint8 (H, W, 3) frame, float32 (H, W, 3) in [0, 255] (unclipped)."""
+    def __call__(self, frame: np.ndarray, detail: np.ndarray | None = None) -> np.ndarray:
+        """The modelled edit of a uint8 (H, W, 3) frame, float32 (H, W, 3) in [0, 255] (unclipped).
+
+        ``detail``: this frame's ``self.detail(frame)`` when the caller has it already.
+        """
         mapped = self.colours(frame).astype(np.float32)
-        if self.screen is None:
-            return mapped
-        if self._bins == 1:
-            mapped *= self._gain[0]  # in place: this runs on every frame
-            mapped += self._offset[0]
-            return mapped
-        lum = _luma_coordinate(frame, self._bins)
-        out = np.zeros_like(mapped)
-        for b in range(self._bins):
-            weight = np.maximum(0.0, 1.0 - np.abs(lum - b))[..., None]
-            out += weight * (mapped * self._gain[b] + self._offset[b])
-        return out
+        if self.screen is not None:
+            if self._bins == 1:
+                mapped *= self._gain[0]  # in place: this runs on every frame
+                mapped += self._offset[0]
+            else:
+                lum = _luma_coordinate(frame, self._bins)
+                out = np.zeros_like(mapped)
+                for b in range(self._bins):
+                    weight = np.maximum(0.0, 1.0 - np.abs(lum - b))[..., None]
+                    out += weight * (mapped * self._gain[b] + self._offset[b])
+                mapped = out
+        if self.detail is not None:
+            mapped += self.detail(frame) if detail is None else detail
+        return mapped
 
 
 def residual(edited: np.ndarray, modelled: np.ndarray) -> np.ndarray:

@@ -51,8 +51,10 @@ from pdedit.engines.appearance import (
     IDENTITY,
     Appearance,
     ColourMap,
+    DetailMap,
     ScreenGrid,
     fit_colour_map,
+    fit_detail_map,
     fit_screen_grid,
     residual,
     robust_error,
@@ -99,6 +101,9 @@ class PropagateConfig:
         screen_bins: luminance bins of the screen grid.
         feather: width (fraction of the flow frame's long side) of the blur that softens the edge of the
             region a carry reaches, so neither it nor the flow's patch grid shows as a seam.
+        detail: model what an edit adds as a function of each frame's local structure (a pencil drawing,
+            outlines, a painterly look: ``appearance.DetailMap``) where that generalises between keyframes,
+            so the style is redrawn on content no carry reaches.
     """
 
     flow_side: int = 384
@@ -107,6 +112,7 @@ class PropagateConfig:
     screen_cells: int = 8
     screen_bins: int = 1
     feather: float = 0.02
+    detail: bool = True
 
 
 # ---------------------------------------------------------------- 2. flow, confidence, carrying
@@ -319,10 +325,12 @@ class _Key:
     fixed: np.ndarray | None = None  # share * (E_k - alpha S_k), (h, w, 3)
     moving: np.ndarray | None = None  # (1 - share) * residual: the part carried along the flow
 
-    def use(self, screen: ScreenGrid | None, colours: ColourMap | None = None) -> "_Key":
-        """Set the segment's appearance model (``colours``, default the keyframe's table, then ``screen``)."""
+    def use(self, screen: ScreenGrid | None, colours: ColourMap | None = None,
+            detail: DetailMap | None = None) -> "_Key":
+        """Set the segment's appearance model (``colours``, default the keyframe's table, then ``screen`` and
+        ``detail``)."""
         self.colours = self.lut if colours is None else colours
-        self.appearance = Appearance(self.colours, screen, (self.source.shape[1], self.source.shape[0]))
+        self.appearance = Appearance(self.colours, screen, (self.source.shape[1], self.source.shape[0]), detail)
         self.modelled = self.appearance(self.source)
         self.residual = residual(self.edit, self.modelled)
         return self
@@ -407,6 +415,32 @@ def _pair_models(a: _Key, b: _Key, config: PropagateConfig) -> str:
     a.use(shared, colours[0])
     b.use(shared, colours[1])
     return name
+
+
+def _fit_detail(keys: list[_Key], config: PropagateConfig) -> DetailMap | None:
+    """Add one detail model to the keys' appearance models, when one generalises between them.
+
+    The detail model is fitted on what one colour model leaves of every key (a table fitted on all of them
+    at once, or the identity of a screen-tied edit): each key's own table would take a different part of a
+    style, and what is left of the keys would not agree. When it is kept, the keys share that table.
+    """
+    for k in keys:
+        if k.appearance.detail is not None:  # a key's model from the segment before: without it again
+            k.use(k.appearance.screen, k.colours)
+    if not config.detail:
+        return None
+    screen = keys[0].appearance.screen
+    if len(keys) == 1 or keys[0].colours is IDENTITY:
+        colours = keys[0].colours
+    else:
+        colours = fit_colour_map(np.hstack([k.source for k in keys]), np.hstack([k.edit for k in keys]),
+                                 grid=config.lut_grid)
+    base = Appearance(colours, screen, (keys[0].source.shape[1], keys[0].source.shape[0]))
+    detail = fit_detail_map([(k.source, residual(k.edit, base(k.source))) for k in keys], grid=config.lut_grid)
+    if detail is not None:
+        for k in keys:
+            k.use(screen, colours, detail)
+    return detail
 
 
 def _local_slope(key: _Key, step: float = 8.0) -> np.ndarray:
@@ -533,8 +567,10 @@ def _render(frames, keyframes, keys, n, folder, config, progress) -> Iterator[np
         grey_a = estimator.grey(first)
         for a, b in zip(keys, keys[1:] + [None]):
             if b is None:
-                # One keyframe cannot tell screen from content: its colour table and a carried residual.
-                yield from _tail(behind, key_a.use(None), a, n, estimator, config, size, bar)
+                # One keyframe cannot tell screen from content: its colour table (and detail) and a carried residual.
+                key_a.use(None)
+                _fit_detail([key_a], config)
+                yield from _tail(behind, key_a, a, n, estimator, config, size, bar)
                 break
             # Look ahead over a+1..b: both flows of each pair, the forward carry, cuts; fit b.
             forward = _identity_state(fh, fw)
@@ -553,6 +589,7 @@ def _render(frames, keyframes, keys, n, folder, config, progress) -> Iterator[np
                 if t == b:
                     key_b = _fit_key(b, frame, keyframes[b], config)
             _pair_models(key_a, key_b, config)
+            _fit_detail([key_a, key_b], config)
             # Backward carry from b to a.
             state = _identity_state(fh, fw)
             states.put(b - a, state)
@@ -621,11 +658,13 @@ def _blend(frame, t, key_a: _Key, key_b: _Key, state_a, state_b, size, feather) 
     w_a /= total
     w_b /= total
     # The appearance models (one for both keyframes when they share it: computed once).
-    m_a = key_a.appearance(frame)
-    if key_b.colours is key_a.colours and key_b.appearance.screen is key_a.appearance.screen:
+    model_a, model_b = key_a.appearance, key_b.appearance
+    detail = model_a.detail(frame) if model_a.detail is not None and model_a.detail is model_b.detail else None
+    m_a = model_a(frame, detail)
+    if key_b.colours is key_a.colours and model_b.screen is model_a.screen and model_b.detail is model_a.detail:
         out = m_a * _channels(w_a * key_a.keep + w_b * key_b.keep)
     else:
-        out = m_a * _channels(w_a * key_a.keep) + key_b.appearance(frame) * _channels(w_b * key_b.keep)
+        out = m_a * _channels(w_a * key_a.keep) + model_b(frame, detail) * _channels(w_b * key_b.keep)
     # The screen parts: the keyframe's edit at this position, following the source's change by alpha.
     if key_a.on_screen or key_b.on_screen:
         out += frame.astype(np.float32) * _channels(w_a * key_a.follow + w_b * key_b.follow)
