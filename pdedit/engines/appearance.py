@@ -17,8 +17,8 @@ keyframe pair ``(S_k, E_k)`` and both applied to any other frame at the same scr
    A table over three detail features (luminance and two band-pass log-ratios, which do not change with
    exposure) maps them to that remainder, so each frame's style is re-synthesised from the frame's own
    content, as in Image Analogies (Hertzmann et al., SIGGRAPH 2001) with a smooth regression in place of
-   the patch search. ``fit_detail_map`` keeps it only where it predicts one keyframe's remainder from the
-   other's (cross-validated): a grade, paint or a logo leave nothing it can predict.
+   the patch search. ``fit_detail_map`` keeps it only where, fitted on one half of the keyframes, it
+   predicts the other half's remainder: a grade, paint or a logo leave nothing it can predict.
 
 ``fit_colour_map``, ``fit_screen_grid`` and ``fit_detail_map`` fit them (the propagate engine chooses
 between the first two per segment); ``Appearance.__call__`` applies them to a frame. What they cannot
@@ -386,20 +386,20 @@ def fit_detail_map(
     """Fit a ``DetailMap`` on ``(source, remainder)`` pairs (uint8 frame, float32 (H, W, 3)); None when it
     does not generalise.
 
-    It is fitted leaving each pair out and scored on it (one pair: on each half of the frame, scored on the
-    other half); it is kept, refitted on everything, when it predicts at least ``accept`` of a held-out
-    remainder's energy and, on average over the folds, more than nothing.
+    It is fitted on the left halves of all pairs and scored on the right halves, and the other way round:
+    a remainder that follows local structure is predicted on content the fit has not seen, one tied to
+    screen position or to particular objects is not (two keyframes of a static shot would predict each
+    other whatever the remainder is, so halves are the test, not keyframes). It is kept, refitted on
+    everything, when it predicts at least ``accept`` of a held-out half's energy and, on average over the
+    two, more than nothing.
     """
     data = [(detail_features(source), rest) for source, rest in pairs]
-    if len(data) == 1:
-        features, rest = data[0]
-        half = features.shape[1] // 2
-        left, right = (features[:, :half], rest[:, :half]), (features[:, half:], rest[:, half:])
-        folds = [([left], right), ([right], left)]
-    else:  # leave one out
-        folds = [([q for j, q in enumerate(data) if j != i], p) for i, p in enumerate(data)]
+    half = data[0][0].shape[1] // 2
+    left = [(f[:, :half], r[:, :half]) for f, r in data]
+    right = [(f[:, half:], r[:, half:]) for f, r in data]
     scores = []
-    for train, (features, rest) in folds:
+    for train, test in ((left, right), (right, left)):
+        features, rest = np.hstack([f for f, _ in test]), np.hstack([r for _, r in test])
         energy = float(np.mean(rest**2))
         if energy < 1.0:  # nothing left to explain (under a level)
             return None

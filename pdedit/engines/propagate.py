@@ -4,9 +4,11 @@ An edit is modelled in three parts, each moved over the clip the way it belongs 
 
 1. **Appearance, tied to the screen** (``pdedit.engines.appearance``): per keyframe ``k`` a global 3D
    colour table and a bilateral grid of local gains and offsets over screen position and luminance,
-   fitted robustly on ``(S_k, E_k)``. ``M_k(S_t)`` applies them to frame ``t`` at the same screen
-   position: grades, hue shifts, vignettes and graduated filters reach every pixel, including content
-   no keyframe shows (it changes only as much as the edit's gain implies).
+   fitted robustly on ``(S_k, E_k)``, and for a style that follows the picture's local structure a
+   detail table over it (kept where it predicts one half of the keyframes from the other). ``M_k(S_t)`` applies them
+   to frame ``t`` at the same screen position: grades, hue shifts, vignettes and graduated filters reach
+   every pixel, including content no keyframe shows (it changes only as much as the edit's gain implies),
+   and a pencil drawing is redrawn from frame ``t``'s own detail.
 2. **Residual** ``R_k = E_k - M_k(S_k)``: what the appearance leaves (paint, overlays with sharp edges,
    texture). Between two keyframes ``a < b`` each residual pixel is split between *moves with the
    content* and *stays on the screen*, from what the two keyframes agree on: the residual of ``a``
@@ -30,6 +32,8 @@ decodes ``a..b`` again and emits. The files hold one segment at a time, so disk 
 stretch between two keyframes (``disk_bytes``: 20 bytes per flow pixel per frame, about 1.7 MB per frame
 at the default 384x216 flow resolution of a 16:9 clip), never with the clip; memory depends on the frame size only.
 After the last keyframe (basic mode) the forward carry runs in the render pass with no temporary state.
+Two worker threads compute the two flows of each pair side by side and blend a few frames ahead of the
+one being yielded (OpenCV and numpy release the GIL), so a 2-core machine is kept busy.
 """
 
 from __future__ import annotations
@@ -102,8 +106,8 @@ class PropagateConfig:
         feather: width (fraction of the flow frame's long side) of the blur that softens the edge of the
             region a carry reaches, so neither it nor the flow's patch grid shows as a seam.
         detail: model what an edit adds as a function of each frame's local structure (a pencil drawing,
-            outlines, a painterly look: ``appearance.DetailMap``) where that generalises between keyframes,
-            so the style is redrawn on content no carry reaches.
+            outlines, a painterly look: ``appearance.DetailMap``) where that generalises from one half of the
+            keyframes to the other, so the style is redrawn on content no carry reaches.
     """
 
     flow_side: int = 384
@@ -418,7 +422,7 @@ def _pair_models(a: _Key, b: _Key, config: PropagateConfig) -> str:
 
 
 def _fit_detail(keys: list[_Key], config: PropagateConfig) -> DetailMap | None:
-    """Add one detail model to the keys' appearance models, when one generalises between them.
+    """Add one detail model to the keys' appearance models, when one generalises over them.
 
     The detail model is fitted on what one colour model leaves of every key (a table fitted on all of them
     at once, or the identity of a screen-tied edit): each key's own table would take a different part of a
