@@ -18,7 +18,8 @@ keyframe pair ``(S_k, E_k)`` and both applied to any other frame at the same scr
    exposure) maps them to that remainder, so each frame's style is re-synthesised from the frame's own
    content, as in Image Analogies (Hertzmann et al., SIGGRAPH 2001) with a smooth regression in place of
    the patch search. ``fit_detail_map`` keeps it only where, fitted on one half of the keyframes, it
-   predicts the other half's remainder: a grade, paint or a logo leave nothing it can predict.
+   predicts the other half's remainder, and fitted on one keyframe the other's: a grade, paint or a logo
+   leave nothing it can predict.
 
 ``fit_colour_map``, ``fit_screen_grid`` and ``fit_detail_map`` fit them (the propagate engine chooses
 between the first two per segment); ``Appearance.__call__`` applies them to a frame. What they cannot
@@ -142,6 +143,7 @@ def fit_colour_map(
     max_samples: int = 40000,
     smooth: float = 0.02,
     prior: float = 0.5,
+    toward: Sequence[float] | None = None,
     robust_scale: float = 12.0,
 ) -> ColourMap:
     """Fit a 3D LUT taking ``source`` colours to ``edited`` colours (both uint8 (H, W, 3) RGB).
@@ -152,6 +154,7 @@ def fit_colour_map(
     per-channel gain (``prior`` is that pull, relative to the mean data weight of a node), so colours the
     keyframe lacks change as much as the edit's overall gain implies instead of following an
     extrapolated trend; nodes near data follow the data alone, so a rare colour's edit is kept.
+    ``toward``: one colour those far nodes are pulled to instead (a table whose inputs are not colours).
     """
     if source.shape != edited.shape:
         raise ValueError(f"source {source.shape} and edited {edited.shape} keyframes differ in shape")
@@ -164,7 +167,10 @@ def fit_colour_map(
     idx, wts = _trilinear_weights(src, grid)
     a = sparse.csr_matrix((wts.ravel(), (np.repeat(np.arange(n), 8), idx.ravel())), shape=(n, k3))
     d = _second_differences(grid)
-    target = _identity_nodes(grid) * _robust_gain(src.astype(np.float64), dst, scale=robust_scale)
+    if toward is None:
+        target = _identity_nodes(grid) * _robust_gain(src.astype(np.float64), dst, scale=robust_scale)
+    else:
+        target = np.tile(np.asarray(toward, np.float64), (k3, 1))
     # Nodes more than two cells from every keyframe colour are pulled toward the gain; the others follow the
     # data alone, however few pixels have that colour (paint on a small object is a rare colour).
     seen = np.asarray(a.sum(axis=0)).ravel().reshape(grid, grid, grid) > 0
@@ -377,7 +383,8 @@ def _detail_table(pairs: Sequence[tuple[np.ndarray, np.ndarray]], grid: int) -> 
     """The table from (features, remainder) pairs."""
     features = np.hstack([f for f, _ in pairs])
     targets = np.hstack([np.clip(rest + _DETAIL_ZERO + 0.5, 0, 255).astype(np.uint8) for _, rest in pairs])
-    return fit_colour_map(features, targets, grid=grid, prior=0.0)
+    # Structure no keyframe shows (a car's edges entering a bare parking lot) gets no remainder.
+    return fit_colour_map(features, targets, grid=grid, toward=(_DETAIL_ZERO,) * 3)
 
 
 def fit_detail_map(
@@ -386,27 +393,34 @@ def fit_detail_map(
     """Fit a ``DetailMap`` on ``(source, remainder)`` pairs (uint8 frame, float32 (H, W, 3)); None when it
     does not generalise.
 
-    It is fitted on the left halves of all pairs and scored on the right halves, and the other way round:
-    a remainder that follows local structure is predicted on content the fit has not seen, one tied to
-    screen position or to particular objects is not (two keyframes of a static shot would predict each
-    other whatever the remainder is, so halves are the test, not keyframes). It is kept, refitted on
-    everything, when it predicts at least ``accept`` of a held-out half's energy and, on average over the
-    two, more than nothing.
+    Two tests, each a pair of folds: fitted on the left halves of all pairs and scored on the right halves
+    (and the other way round), and, with two pairs or more, fitted leaving one pair out and scored on it.
+    A remainder that follows local structure is predicted on content the fit has not seen; one tied to
+    screen position or to particular objects is not. Both tests are needed: two keyframes of a static shot
+    predict each other whatever their remainder, and a smooth remainder a screen grid left over a bare
+    scene is predicted from one half to the other. It is kept, refitted on everything, when in each test
+    it predicts at least ``accept`` of a held-out part's energy and, on average over the folds, more than
+    nothing.
     """
     data = [(detail_features(source), rest) for source, rest in pairs]
     half = data[0][0].shape[1] // 2
     left = [(f[:, :half], r[:, :half]) for f, r in data]
     right = [(f[:, half:], r[:, half:]) for f, r in data]
+    tests = [[(left, right), (right, left)]]
+    if len(data) > 1:
+        tests.append([([q for j, q in enumerate(data) if j != i], [p]) for i, p in enumerate(data)])
     scores = []
-    for train, test in ((left, right), (right, left)):
-        features, rest = np.hstack([f for f, _ in test]), np.hstack([r for _, r in test])
-        energy = float(np.mean(rest**2))
-        if energy < 1.0:  # nothing left to explain (under a level)
+    for folds in tests:
+        scores.append([])
+        for train, test in folds:
+            features, rest = np.hstack([f for f, _ in test]), np.hstack([r for _, r in test])
+            energy = float(np.mean(rest**2))
+            if energy < 1.0:  # nothing left to explain (under a level)
+                return None
+            predicted = _detail_table(train, grid)(features).astype(np.float32) - _DETAIL_ZERO
+            scores[-1].append(1.0 - float(np.mean((rest - predicted) ** 2)) / energy)
+        if max(scores[-1]) < accept or np.mean(scores[-1]) <= 0.0:
             return None
-        predicted = _detail_table(train, grid)(features).astype(np.float32) - _DETAIL_ZERO
-        scores.append(1.0 - float(np.mean((rest - predicted) ** 2)) / energy)
-    if max(scores) < accept or np.mean(scores) <= 0.0:
-        return None
     return DetailMap(_detail_table(data, grid), float(np.mean(scores)))
 
 
