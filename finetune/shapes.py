@@ -37,24 +37,39 @@ def shapes_config(kind: str, output_dir: str | Path, steps: int = SHAPES_STEPS, 
                                              *extra])
 
 
-def _same_run(config: Config, saved: Path) -> bool:
-    """Whether the run folder's config.yaml is ``config`` (the output folder aside: runs may be moved)."""
-    if not saved.is_file():
-        return False
+# What may differ between a run folder's config and the one asked for, and still resume it: a longer (or
+# shorter) run of the same recipe; the folder itself, since runs may be moved.
+_RESUMABLE = ("train.max_steps", "train.checkpoint_every")
+
+
+def _differences(config: Config, saved: Path, ignore: Sequence[str] = ()) -> list[str]:
+    """``section.key`` names where the run folder's config.yaml differs from ``config`` (output_dir aside)."""
     old = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
     new = config.to_dict()
-    for c in (old, new):
-        c.get("train", {}).pop("output_dir", None)
-    return old == new
+    differ = []
+    for section in sorted({*old, *new}):
+        a, b = old.get(section) or {}, new.get(section) or {}
+        differ += [f"{section}.{key}" for key in sorted({*a, *b}) if a.get(key) != b.get(key)]
+    return [name for name in differ if name not in {"train.output_dir", *ignore}]
 
 
 def train_or_reuse(config: Config) -> Path:
-    """``output_dir/final`` when a finished run of this same config is there; else train (resuming)."""
+    """``output_dir/final`` when a finished run of this same config is there; else train (resuming).
+
+    A run folder holding checkpoints of another recipe, model or data is refused (BadInput naming what
+    differs) rather than resumed: resuming would pass its weights off as this config's.
+    """
+    from finetune.checkpoint import latest_checkpoint
     from finetune.train import train
 
     run = Path(config.train.output_dir)
-    final = run / "final"
-    if (final / "model_index.json").is_file() and _same_run(config, run / "config.yaml"):
+    final, saved = run / "final", run / "config.yaml"
+    if (final / "model_index.json").is_file() and saved.is_file() and not _differences(config, saved):
         logger.info("reusing %s", final)
         return final
+    if saved.is_file() and latest_checkpoint(run) is not None:
+        differ = _differences(config, saved, ignore=_RESUMABLE)
+        if differ:
+            raise BadInput(f"{run} holds a run of another config ({', '.join(differ)} differ): delete it or "
+                           f"train into another folder")
     return train(config, resume="latest")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 import finetune.train
 from finetune.shapes import shapes_config, train_or_reuse
+from pdedit.errors import BadInput
 
 FAST = ["train.batch_size=2", "train.tensorboard=false", "train.validation_clips=0"]
 
@@ -27,3 +30,8 @@ def test_train_or_reuse_trains_once_then_reuses_only_the_same_config(tmp_path, m
     longer = shapes_config("image", tmp_path / "image", steps=3, extra=FAST)
     train_or_reuse(longer)
     assert [(c.train.max_steps, r) for c, r in calls] == [(3, "latest")]  # another config trains, resuming
+    # Another recipe in the same folder is refused, not resumed from these checkpoints.
+    noisier = shapes_config("image", tmp_path / "image", steps=3, extra=[*FAST, "recipe.image_noise_timestep=50"])
+    with pytest.raises(BadInput, match="recipe.image_noise_timestep"):
+        train_or_reuse(noisier)
+    assert len(calls) == 1
