@@ -18,7 +18,7 @@ of the generator) with `pdedit.evaluate.tau`, every figure a mean ± standard er
 Usage (the two trainings are independent: run `--train image` and `--train sketch` side by side, each
 with --threads 1, then the plain command measures; a finished run of the same config is reused):
     python benchmarks/recipe_check.py [--out runs/recipe_check] [--train both|image|sketch] [--steps N]
-        [--clips K] [--sample-steps S] [--taus 0,0.5,1] [--threads T] [--quick]
+        [--clips K] [--sample-steps S] [--taus 0,0.5,1] [--threads T] [--quick] [--models IMAGE_DIR SKETCH_DIR]
 """
 
 from __future__ import annotations
@@ -75,6 +75,9 @@ def main() -> None:
     parser.add_argument("--sample-steps", type=int, default=None, help="DDIM steps (default 25, quick 10)")
     parser.add_argument("--taus", default=",".join(f"{t:g}" for t in DEFAULT_TAUS), help="tau values, comma-separated")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (1 is fastest on a busy CPU)")
+    parser.add_argument("--models", nargs=2, metavar=("IMAGE_DIR", "SKETCH_DIR"), default=None,
+                        help="measure these two model folders instead of training (e.g. checkpoints of a run part "
+                             "way; --steps then only labels them)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     if args.threads:
@@ -88,7 +91,11 @@ def main() -> None:
     # 1. The two models, each from scratch (a finished run of the same config is reused)
     configs = {kind: shapes_config(kind, out / kind, steps) for kind in ("image", "sketch")}
     models, seconds = {}, {}
-    for kind in ("image", "sketch") if args.train == "both" else (args.train,):
+    if args.models:
+        models = dict(zip(("image", "sketch"), map(Path, args.models)))
+        seconds = {"image": 0.0, "sketch": 0.0}
+        out.mkdir(parents=True, exist_ok=True)
+    for kind in () if args.models else ("image", "sketch") if args.train == "both" else (args.train,):
         t0 = time.perf_counter()
         models[kind] = train_or_reuse(configs[kind])
         seconds[kind] = round(time.perf_counter() - t0, 1)
