@@ -1,10 +1,10 @@
 """The recipe check: does the PixelDance recipe learn here, does tau steer the end state, and does
 sketch tuning make a sketch usable as the last frame?
 
-Trains the two moving-shapes models of `finetune.shapes` from scratch (8 frames of 8x8, pixel space):
-image-tuned (finetune/configs/tiny.yaml, the paper's recipe) and sketch-tuned (configs/sketch.yaml: the
-last-frame instruction is a black silhouette on white), then measures on held-out clips (another seed
-of the generator) with `pdedit.evaluate.tau`, every figure a mean ± standard error over the clips:
+Trains the two moving-shapes models of `finetune.shapes` (8 frames of 8x8, pixel space): image-tuned
+(finetune/configs/tiny.yaml, the paper's recipe) from scratch, then sketch-tuned (configs/sketch.yaml: the
+last-frame instruction is a black silhouette on white) from the image-tuned model; then measures on held-out
+clips (another seed of the generator) with `pdedit.evaluate.tau`, every figure a mean ± standard error over the clips:
 
 0. before any model: how far from the real square's centre the ink of an XDoG and of a silhouette
    sketch of the last frame is centred (what each sketch form tells of the end state);
@@ -15,10 +15,11 @@ of the generator) with `pdedit.evaluate.tau`, every figure a mean ± standard er
    the image-tuned one given the same sketches (1 - ratio of their mean errors; standard error from a
    paired bootstrap over clips).
 
-Usage (the two trainings are independent: run `--train image` and `--train sketch` side by side, each
-with --threads 1, then the plain command measures; a finished run of the same config is reused):
+Usage (the sketch model starts from the image model, so `--train sketch` trains or reuses the image model
+first; a finished run of the same config is reused, so the plain command after them only measures):
     python benchmarks/recipe_check.py [--out runs/recipe_check] [--train both|image|sketch] [--steps N]
-        [--clips K] [--sample-steps S] [--taus 0,0.5,1] [--threads T] [--quick]
+        [--sketch-steps M] [--clips K] [--sample-steps S] [--taus 0,0.5,1] [--threads T] [--quick]
+        [--models IMAGE_DIR SKETCH_DIR]
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from finetune.shapes import SHAPES_STEPS, shapes_config, train_or_reuse  # noqa: E402
+from finetune.shapes import SHAPES_STEPS, SKETCH_STEPS, shapes_config, train_or_reuse  # noqa: E402
 from finetune.data import build_dataset  # noqa: E402
 from pdedit.evaluate.tau import DEFAULT_TAUS, parse_taus, plot_curves, tau_curve  # noqa: E402
 from pdedit import load_pipeline  # noqa: E402
@@ -65,30 +66,42 @@ def sketch_offset(clips, method: str) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="300 training steps, 32 clips, 10 sampling steps")
+    parser.add_argument("--quick", action="store_true", help="300 + 100 training steps, 32 clips, 10 sampling steps")
     parser.add_argument("--out", default="runs/recipe_check")
     parser.add_argument("--train", choices=("both", "image", "sketch"), default="both",
                         help="train (or reuse) only this model and stop, or both and measure (default)")
     parser.add_argument("--steps", type=int, default=None,
-                        help=f"training steps of each model (default {SHAPES_STEPS}, quick 300)")
+                        help=f"training steps of the image model (default {SHAPES_STEPS}, quick 300)")
+    parser.add_argument("--sketch-steps", type=int, default=None,
+                        help=f"sketch-tuning steps from the image model (default {SKETCH_STEPS}, quick 100)")
     parser.add_argument("--clips", type=int, default=None, help="held-out clips (default 128, quick 32)")
     parser.add_argument("--sample-steps", type=int, default=None, help="DDIM steps (default 25, quick 10)")
     parser.add_argument("--taus", default=",".join(f"{t:g}" for t in DEFAULT_TAUS), help="tau values, comma-separated")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (1 is fastest on a busy CPU)")
+    parser.add_argument("--models", nargs=2, metavar=("IMAGE_DIR", "SKETCH_DIR"), default=None,
+                        help="measure these two model folders instead of training (e.g. checkpoints of a run part "
+                             "way; --steps then only labels them)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     if args.threads:
         torch.set_num_threads(args.threads)
     steps = args.steps or (300 if args.quick else SHAPES_STEPS)
+    sketch_steps = args.sketch_steps or (100 if args.quick else SKETCH_STEPS)
     taus = tuple(sorted(parse_taus(args.taus)))  # the headline reads the first and the last
     n_clips = args.clips or (32 if args.quick else 128)
     sample_steps = args.sample_steps or (10 if args.quick else 25)
     out = Path(args.out)
 
-    # 1. The two models, each from scratch (a finished run of the same config is reused)
-    configs = {kind: shapes_config(kind, out / kind, steps) for kind in ("image", "sketch")}
+    # 1. The image model from scratch, then the sketch model from it (a finished run of the same config is reused)
+    configs = {"image": shapes_config("image", out / "image", steps)}
     models, seconds = {}, {}
-    for kind in ("image", "sketch") if args.train == "both" else (args.train,):
+    if args.models:
+        models = dict(zip(("image", "sketch"), map(Path, args.models)))
+        seconds = {"image": 0.0, "sketch": 0.0}
+        out.mkdir(parents=True, exist_ok=True)
+    for kind in () if args.models else ("image",) if args.train == "image" else ("image", "sketch"):
+        if kind == "sketch":
+            configs["sketch"] = shapes_config("sketch", out / "sketch", sketch_steps, init=models["image"])
         t0 = time.perf_counter()
         models[kind] = train_or_reuse(configs[kind])
         seconds[kind] = round(time.perf_counter() - t0, 1)
@@ -104,7 +117,8 @@ def main() -> None:
         pipe.set_progress_bar_config(disable=True)
     size = clips[0]["frames"].shape
     print(f"recipe check: tiny PixelDance models in pixel space ({size[0]} frames of {size[2]}x{size[1]}), "
-          f"{steps} training steps each from scratch (this run trained for {seconds['image'] / 60:.1f} + "
+          f"image-tuned {steps} steps from scratch, sketch-tuned {sketch_steps} more from it (this run trained for "
+          f"{seconds['image'] / 60:.1f} + "
           f"{seconds['sketch'] / 60:.1f} min; 0 = reused); {n_clips} held-out clips, DDIM {sample_steps} steps, "
           f"guidance 1, seed 1 at every tau")
 
@@ -138,7 +152,8 @@ def main() -> None:
           f"sketch-tuned {100 * value:.0f}% ± {100 * se:.0f}% closer")
     plot = plot_curves(curves, out / "tau_curves.png",
                        title=f"moving squares, {n_clips} held-out clips: end-state error against tau")
-    results = {"clips": n_clips, "train_steps": steps, "sample_steps": sample_steps, "train_seconds": seconds,
+    results = {"clips": n_clips, "train_steps": {"image": steps, "sketch": sketch_steps}, "sample_steps": sample_steps,
+               "train_seconds": seconds,
                "curves": [c.to_dict() for c in curves], "sketch_closer": {"value": value, "se": se},
                "plot": str(plot)}
     (out / "recipe_check.json").write_text(json.dumps(results, indent=2), encoding="utf-8")

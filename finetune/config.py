@@ -61,6 +61,7 @@ class RecipeConfig:
     eta: float = 0.25
     text_drop: float = 0.1
     image_noise: float = 0.1
+    image_noise_timestep: int | None = None  # instead of image_noise: noise as the diffusion at this timestep
     last_choices: int = 3
     last_frame_transform: str = "none"  # none | sketch | pose | boxes
     transform_method: str | None = None

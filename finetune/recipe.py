@@ -28,6 +28,7 @@ __all__ = [
     "collate",
     "to_tensor",
     "make_c_image",
+    "c_image_noise",
     "training_target",
     "diffusion_loss",
 ]
@@ -42,6 +43,10 @@ class Recipe:
     eta: float = 0.25  # probability of dropping the last-frame instruction (paper: 0.25)
     text_drop: float = 0.1  # probability of an empty caption, for classifier-free guidance
     image_noise: float = 0.1  # std of the noise on the instruction frames of c_image
+    # Or: forward-diffuse the instruction frames to this DDPM timestep, sqrt(abar_t) c + sqrt(1 - abar_t) eps,
+    # as the moving-shapes reference run did (t = 100: noise std 0.32 under the linear 1e-4..0.02 betas).
+    # Then image_noise must be 0: one of the two says how c_image is perturbed.
+    image_noise_timestep: int | None = None
     last_choices: int = 3  # the last-frame instruction is one of the clip's last `last_choices` frames
     last_frame_transform: str = "none"  # none | sketch | pose | boxes (pdedit.instructions.convert)
     transform_method: str | None = None  # converter method, e.g. "xdog" for sketches
@@ -53,6 +58,14 @@ class Recipe:
                 raise BadInput(f"recipe.{name} must be in [0, 1], got {value}")
         if self.image_noise < 0:
             raise BadInput(f"recipe.image_noise must be >= 0, got {self.image_noise}")
+        t = self.image_noise_timestep
+        if t is not None:
+            if isinstance(t, bool) or not isinstance(t, int) or t < 0:
+                raise BadInput(f"recipe.image_noise_timestep must be a whole number >= 0 (a DDPM timestep, e.g. "
+                               f"100), or null for image_noise's std, got {t!r}")
+            if self.image_noise != 0:
+                raise BadInput(f"recipe.image_noise_timestep={t} and recipe.image_noise={self.image_noise} both set "
+                               f"the noise on c_image: set recipe.image_noise=0 to noise at the timestep")
         if self.last_choices < 1:
             raise BadInput(f"recipe.last_choices must be >= 1, got {self.last_choices}")
         if self.last_frame_transform not in LAST_FRAME_TRANSFORMS:
@@ -60,6 +73,23 @@ class Recipe:
                 f"recipe.last_frame_transform {self.last_frame_transform!r} is not one of "
                 f"{', '.join(LAST_FRAME_TRANSFORMS)}"
             )
+
+
+def c_image_noise(recipe: Recipe, scheduler: Any) -> tuple[float, float]:
+    """(scale, std) of c_image's perturbation ``scale * c + std * eps`` under ``recipe`` and the training scheduler.
+
+    ``(1, image_noise)``, or with ``image_noise_timestep`` t: ``(sqrt(abar_t), sqrt(1 - abar_t))`` from the
+    scheduler's own schedule, so "noised at timestep t" means what the diffusion itself does at t.
+    """
+    t = recipe.image_noise_timestep
+    if t is None:
+        return 1.0, float(recipe.image_noise)
+    total = int(scheduler.config.num_train_timesteps)
+    if t >= total:
+        raise BadInput(f"recipe.image_noise_timestep={t} is past the scheduler's {total} training timesteps: "
+                       f"use 0..{total - 1}")
+    abar = float(scheduler.alphas_cumprod[t])
+    return abar ** 0.5, (1.0 - abar) ** 0.5
 
 
 def pick_last_index(num_frames: int, rng: np.random.Generator, choices: int = 3) -> int:
@@ -156,10 +186,17 @@ def make_c_image(
     num_frames: int,
     image_noise: float,
     generator: torch.Generator | None = None,
+    scale: float = 1.0,
 ) -> torch.Tensor:
-    """c_image for a training batch: layout, last frame dropped where ``keep_last`` is False, then noise."""
+    """c_image for a training batch: layout, last frame dropped where ``keep_last`` is False, then noise.
+
+    The instruction frames become ``scale * f + image_noise * eps`` (`c_image_noise` gives both); a dropped
+    frame stays an exact zero.
+    """
     c_image = build_c_image(f_first, f_last, num_frames)  # (B, C, F, h, w)
     c_image = drop_last_frame(c_image, keep_last)
+    if scale != 1.0:
+        c_image = c_image * scale  # zeros stay zeros, so perturb_c_image still finds the instruction frames
     return perturb_c_image(c_image, image_noise, generator)
 
 

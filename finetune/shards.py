@@ -165,14 +165,18 @@ def collate_cached(samples: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def cached_inputs(batch: dict[str, Any], recipe: Recipe, device: torch.device,
+def cached_inputs(batch: dict[str, Any], noise: tuple[float, float], device: torch.device,
                   generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(x0, c_image, text) of a cached batch: what the loop otherwise gets from the VAE and CLIP."""
+    """(x0, c_image, text) of a cached batch: what the loop otherwise gets from the VAE and CLIP.
+
+    ``noise`` is c_image's (scale, std), `finetune.recipe.c_image_noise`.
+    """
     x0 = batch["latents"].to(device)  # (B, C, F, h, w)
     b = torch.arange(x0.shape[0], device=device)
     f_first = x0[:, :, 0]  # (B, C, h, w): the real first frame (§3.2)
     f_last = x0[b, :, batch["last_index"].to(device)]  # (B, C, h, w): one of the last three
-    c_image = make_c_image(f_first, f_last, batch["keep_last"].to(device), x0.shape[2], recipe.image_noise, generator)
+    c_image = make_c_image(f_first, f_last, batch["keep_last"].to(device), x0.shape[2], noise[1], generator,
+                           scale=noise[0])
     return x0, c_image, batch["text"].to(device)
 
 

@@ -33,7 +33,7 @@ from finetune.checkpoint import load_checkpoint, resolve_resume, save_checkpoint
 from finetune.config import Config
 from finetune.data import ImageFolder, TrainingSamples, build_dataset, make_loader, uses_images, video_batches
 from finetune.model import add_lora, build_model, ema_weights, enable_gradient_checkpointing, encode_text, plain_unet
-from finetune.recipe import Recipe, diffusion_loss, make_c_image
+from finetune.recipe import Recipe, c_image_noise, diffusion_loss, make_c_image
 from finetune.shards import cached_inputs
 from finetune.validate import validate
 from pdedit.errors import BadInput
@@ -110,6 +110,7 @@ def train(config: Config, resume: str | None = None) -> Path:
 
         ema = EMAModel(params, decay=t.ema_decay)
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)  # the training objective's q(z_t | z_0)
+    c_noise = c_image_noise(recipe, noise_scheduler)  # (scale, std) of the perturbation of c_image
 
     # 3. Optimizer (AdamW; the learning rate is set each step, see learning_rate)
     optimizer = torch.optim.AdamW(params, lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
@@ -143,7 +144,7 @@ def train(config: Config, resume: str | None = None) -> Path:
         validation = [held_out[i] for i in range(min(t.validation_clips, len(held_out)))]
         if t.tensorboard:
             accelerator.init_trackers("finetune", config={"lr": t.lr, "batch_size": t.batch_size,
-                                                          "eta": recipe.eta, "image_noise": recipe.image_noise})
+                                                          "eta": recipe.eta, "image_noise": c_noise[1]})
 
     # 6. Training loop: one optimizer step per iteration, grad_accum micro-batches each
     tick, mean_loss = time.perf_counter(), float("nan")
@@ -166,7 +167,7 @@ def train(config: Config, resume: str | None = None) -> Path:
                 # forward: latents of the clip and of the instructions, c_image, text
                 with torch.no_grad():
                     if "latents" in batch:  # cached by finetune.prepare: no decoding, VAE or CLIP here
-                        x0, c_image, text = cached_inputs(batch, recipe, device, gen)
+                        x0, c_image, text = cached_inputs(batch, c_noise, device, gen)
                     else:
                         x0 = encode_video(pipe.vae, batch["video"].to(device, weight_dtype)).float()  # (B, C, F, h, w)
                         if batch["is_image"]:
@@ -175,7 +176,7 @@ def train(config: Config, resume: str | None = None) -> Path:
                             f_first = encode_frames(pipe.vae, batch["first"].to(device, weight_dtype)).float()
                             f_last = encode_frames(pipe.vae, batch["last"].to(device, weight_dtype)).float()
                             c_image = make_c_image(f_first, f_last, batch["keep_last"].to(device), x0.shape[2],
-                                                   recipe.image_noise, gen)  # (B, C, F, h, w)
+                                                   c_noise[1], gen, scale=c_noise[0])  # (B, C, F, h, w)
                         text = encode_text(pipe, batch["caption"], device)  # (B, L, D), frozen encoder
                 loss = diffusion_loss(unet, noise_scheduler, x0, c_image, text, gen)
                 # backward (scaled so grad_accum micro-batches average)

@@ -680,7 +680,7 @@ def eval_group() -> None:
 
 @eval_group.command("edit", epilog="\b\nExample:\n  pdedit sample clip.mp4 --seconds 1 --size 160x120\n"
                     "  pdedit edit clip.mp4 --first-edit auto:sepia --last-edit auto:sepia -o sepia.mp4\n"
-                    "  pdedit eval edit clip.mp4 sepia.mp4 --oracle auto:sepia --plot frames.png")
+                    "  pdedit eval edit clip.mp4 sepia.mp4 --oracle auto:sepia --plot frames.png --compare side.mp4")
 @click.argument("source")
 @click.argument("edited", nargs=-1, required=True)
 @click.option("--first-edit", default=None, help="The edited first frame the edits were given (image or spec).")
@@ -694,11 +694,13 @@ def eval_group() -> None:
 @click.option("--resize", type=click.Choice(["crop", "pad", "fit"]), default="crop", show_default=True,
               help="How source frames and edit images were fitted to the edited size.")
 @click.option("--plot", default=None, help="Also write a PNG plot of the per-frame figures here.")
-@click.option("--force", is_flag=True, help="Replace the plot if it exists.")
+@click.option("--compare", "compare_path", default=None, metavar="OUT.mp4",
+              help="Also write the labelled side-by-side video of the source window and the edited versions.")
+@click.option("--force", is_flag=True, help="Replace the plot and the comparison video if they exist.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts).")
 def eval_edit_cmd(source: str, edited: tuple[str, ...], first_edit: str | None, last_edit: str | None,
                   oracle: str | None, start: float | None, end: float | None, fps: float | None, resize: str,
-                  plot: str | None, force: bool, as_json: bool) -> None:
+                  plot: str | None, compare_path: str | None, force: bool, as_json: bool) -> None:
     """Score edited versions of SOURCE: keyframe PSNR/SSIM, warping error along the source's flow, flow EPE.
 
     Each EDITED clip is compared with the source window sampled at its own frame count and size. The
@@ -710,20 +712,31 @@ def eval_edit_cmd(source: str, edited: tuple[str, ...], first_edit: str | None, 
     from pathlib import Path
 
     from pdedit.errors import BadInput
-    from pdedit.evaluate.edit import evaluate_edits, format_table, plot_per_frame
+    from pdedit.evaluate.edit import evaluate_edits, format_table, plot_per_frame, write_edit_comparison
     from pdedit.video import check_output
 
     if plot:
         if Path(plot).suffix.lower() != ".png":
             raise BadInput(f"--plot {plot} must end in .png")
         check_output(plot, inputs=[source, *edited], force=force)
+    if compare_path:
+        if Path(compare_path).suffix.lower() != ".mp4":
+            raise BadInput(f"--compare {compare_path} must end in .mp4")
+        if plot and Path(plot).resolve() == Path(compare_path).resolve():
+            raise BadInput(f"--compare {compare_path} is the --plot file: give each its own name")
+        check_output(compare_path, inputs=[source, *edited], force=force)
     report = evaluate_edits(source, list(edited), first_edit=first_edit, last_edit=last_edit, oracle=oracle,
                             start=start, end=end, fps=fps, resize=resize, progress=sys.stderr.isatty())
     if plot:
         plot_per_frame(report, plot)
+    if compare_path:
+        write_edit_comparison(source, edited, compare_path, start=start, end=end, force=force,
+                              progress=sys.stderr.isatty())
     click.echo(json.dumps(report.to_dict()) if as_json else format_table(report))
-    if plot and not as_json:
-        click.echo(plot)
+    if not as_json:
+        for path in (plot, compare_path):
+            if path:
+                click.echo(path)
 
 
 @eval_group.command("model", epilog="\b\nExample (extractor weights downloaded beforehand):\n"

@@ -130,6 +130,34 @@ def test_missing_edited_video_or_a_plot_that_is_not_png_is_refused(clips, tmp_pa
                    tmp_path, "--plot", ".png")
 
 
+def _frames(path) -> list[np.ndarray]:
+    """Every frame of ``path`` at its own size."""
+    info = probe(path)
+    return list(Clip(info, plan_window(info), (info.width, info.height)))
+
+
+def test_compare_writes_the_source_window_and_each_edit_side_by_side(clips, tmp_path):
+    side = tmp_path / "side.mp4"
+    result = run("eval", "edit", clips["source"], clips["oracle"], clips["frozen"], "--compare", side,
+                 "--end", 1.0)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1] == str(side)
+    info, edit = probe(side), probe(clips["oracle"])
+    assert (info.width, info.height, info.frame_count) == (3 * edit.width, edit.height, 6)  # 1 s of the 6 fps source
+    w, last = edit.width, _frames(side)[-1][24:].astype(int)  # below the labels
+    source, oracle, frozen = (_frames(clips[k]) for k in ("source", "oracle", "frozen"))
+    assert np.abs(last[:, :w] - source[5][24:]).mean() < 12  # the source tile ends where the window ends
+    assert np.abs(last[:, w:2 * w] - oracle[5][24:]).mean() < 12  # each edit on the source's time line
+    assert np.abs(last[:, 2 * w:] - frozen[5][24:]).mean() < 12
+    assert np.abs(last[:, :w] - last[:, w:2 * w]).mean() > 5  # the source tile is not the sepia edit
+    assert [p.name for p in tmp_path.iterdir()] == ["side.mp4"]  # no temporary window left behind
+    before = snapshot(tmp_path)  # an existing OUT is replaced only with --force; OUT must be an mp4
+    assert_refused(run("eval", "edit", clips["source"], clips["oracle"], "--compare", side), before, tmp_path,
+                   "side.mp4", "--force")
+    assert_refused(run("eval", "edit", clips["source"], clips["oracle"], "--compare", tmp_path / "s.gif"), before,
+                   tmp_path, "--compare", ".mp4")
+
+
 def test_dis_flow_recovers_a_shift_and_masks_what_leaves_the_frame():
     from skimage import data
 

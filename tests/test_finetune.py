@@ -14,7 +14,7 @@ import torch
 
 from finetune.config import load_config
 from finetune.data import MovingShapes, SkipSample, VideoFolder, read_manifest, shape_centroid
-from finetune.recipe import Recipe, draw_sample, make_c_image, pick_last_index, training_target
+from finetune.recipe import Recipe, c_image_noise, draw_sample, make_c_image, pick_last_index, training_target
 from pdedit.errors import BadInput
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,6 +152,39 @@ def test_dropped_last_frame_is_an_exact_zero_in_c_image_and_kept_one_is_noised()
     assert torch.count_nonzero(c[1, :, -1]) == 0 and torch.count_nonzero(c[:, :, 1:-1]) == 0
     assert not torch.equal(c[0, :, -1], f_last[0]) and (c[0, :, -1] - f_last[0]).abs().max() < 1.0
     assert (c[:, :, 0] - f_first).std() == pytest.approx(0.1, rel=0.3)
+
+
+def test_c_image_noised_at_a_timestep_is_the_forward_diffusion_there():
+    from diffusers import DDPMScheduler
+
+    sched = DDPMScheduler(beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
+    assert c_image_noise(Recipe(), sched) == (1.0, 0.1)  # image_noise alone: a plain std, no scaling
+    scale, std = c_image_noise(Recipe(image_noise=0.0, image_noise_timestep=100), sched)
+    abar = np.prod(1.0 - np.linspace(1e-4, 0.02, 1000)[:101])  # q(x_100 | x_0) of the linear schedule
+    assert (scale, std) == pytest.approx((np.sqrt(abar), np.sqrt(1 - abar)), rel=1e-4)
+    assert 0.3 < std < 0.34  # the reference run's "timestep 100": noise std ~0.32
+    f_first, f_last = torch.rand(2, 3, 8, 8) + 0.5, torch.rand(2, 3, 8, 8) + 0.5
+    c = make_c_image(f_first, f_last, torch.tensor([True, False]), 4, std, torch.Generator().manual_seed(0), scale=scale)
+    assert (c[:, :, 0] - scale * f_first).std() == pytest.approx(std, rel=0.2)
+    assert (c[:, :, 0] - scale * f_first).mean().abs() < 0.1  # scaled, not shifted
+    assert torch.count_nonzero(c[1, :, -1]) == 0 and torch.count_nonzero(c[:, :, 1:-1]) == 0  # dropped stays zero
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"image_noise": 0.0, "image_noise_timestep": -1}, "whole number >= 0"),
+    ({"image_noise": 0.0, "image_noise_timestep": 99.5}, "whole number >= 0"),
+    ({"image_noise_timestep": 100}, "recipe.image_noise=0"),  # the default std 0.1 and a timestep: which one?
+])
+def test_bad_image_noise_timestep_is_refused(kwargs, words):
+    with pytest.raises(BadInput, match=words):
+        Recipe(**kwargs)
+
+
+def test_image_noise_timestep_past_the_schedule_is_refused_naming_the_range():
+    from diffusers import DDPMScheduler
+
+    with pytest.raises(BadInput, match="0..999"):
+        c_image_noise(Recipe(image_noise=0.0, image_noise_timestep=1000), DDPMScheduler())
 
 
 def test_training_target_is_noise_or_velocity():

@@ -36,7 +36,7 @@ from pdedit.evaluate.flow import dis_flow, non_occluded, warp_back
 logger = logging.getLogger(__name__)
 
 __all__ = ["MAX_PSNR", "psnr", "ssim", "EditScores", "EditReport", "evaluate_edits", "format_table",
-           "plot_per_frame"]
+           "plot_per_frame", "write_edit_comparison"]
 
 MAX_PSNR = 100.0  # dB given to identical frames (a finite number, so JSON stays JSON)
 
@@ -221,6 +221,31 @@ def evaluate_edits(source: str | os.PathLike, edited: Sequence[str | os.PathLike
     scores = [_score_one(Path(p), source_info, first_edit=first_edit, last_edit=last_edit, oracle=spec,
                          start=start, end=end, fps=fps, resize=resize, progress=progress) for p in edited]
     return EditReport(source=Path(source), videos=scores)
+
+
+def write_edit_comparison(source: str | os.PathLike, edited: Sequence[str | os.PathLike], output: str | os.PathLike, *,
+                          start: float | None = None, end: float | None = None, force: bool = False,
+                          progress: bool = False) -> Path:
+    """The labelled side-by-side mp4 of the source window and the edited versions (`pdedit.compare`).
+
+    With ``start`` / ``end`` the source window is first cut to a temporary file next to ``output`` (with
+    its audio), so every tile shows the same moment; without them the source file is the first tile.
+    """
+    from pdedit.compare import write_comparison
+
+    labels = ["source", *(Path(p).name for p in edited)]
+    if start is None and end is None:
+        return write_comparison([source, *edited], output, labels=labels, force=force, progress=progress)
+    import tempfile
+
+    info = pv.probe(source)
+    pv.check_output(output, inputs=[source, *edited], force=force)  # before the window is cut
+    clip = pv.Clip(info, pv.plan_window(info, start, end), (info.width, info.height))
+    with tempfile.TemporaryDirectory(dir=Path(output).resolve().parent, prefix=".pdedit-compare-") as tmp:
+        window = pv.write_video(Path(tmp) / "source.mp4", clip, clip.fps,
+                                audio_from=source if info.has_audio else None,
+                                audio_window=(clip.window.start, clip.window.end))
+        return write_comparison([window, *edited], output, labels=labels, force=force, progress=progress)
 
 
 def _cell(value: float | None, digits: int) -> str:
