@@ -37,7 +37,8 @@ import numpy as np
 from scipy import ndimage, sparse
 from scipy.sparse.linalg import cg
 
-__all__ = ["ColourMap", "IDENTITY", "fit_colour_map", "robust_error", "ScreenGrid", "fit_screen_grid", "Appearance", "residual", "same_shot"]
+__all__ = ["ColourMap", "IDENTITY", "fit_colour_map", "robust_error", "ScreenGrid", "fit_screen_grid", "DetailMap",
+           "detail_features", "fit_detail_map", "Appearance", "residual", "same_shot"]
 
 _LUT_LEVELS = 128  # dense table resolution per channel: index = value >> 1
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)

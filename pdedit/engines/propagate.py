@@ -5,10 +5,10 @@ An edit is modelled in three parts, each moved over the clip the way it belongs 
 1. **Appearance, tied to the screen** (``pdedit.engines.appearance``): per keyframe ``k`` a global 3D
    colour table and a bilateral grid of local gains and offsets over screen position and luminance,
    fitted robustly on ``(S_k, E_k)``, and for a style that follows the picture's local structure a
-   detail table over it (kept where it predicts one half of the keyframes from the other). ``M_k(S_t)`` applies them
-   to frame ``t`` at the same screen position: grades, hue shifts, vignettes and graduated filters reach
-   every pixel, including content no keyframe shows (it changes only as much as the edit's gain implies),
-   and a pencil drawing is redrawn from frame ``t``'s own detail.
+   detail table over it (kept where it predicts one half of the keyframes from the other). ``M_k(S_t)``
+   applies them to frame ``t`` at the same screen position: grades, hue shifts, vignettes and graduated
+   filters reach every pixel, including content no keyframe shows (it changes only as much as the edit's
+   gain implies), and a pencil drawing is redrawn from frame ``t``'s own detail.
 2. **Residual** ``R_k = E_k - M_k(S_k)``: what the appearance leaves (paint, overlays with sharp edges,
    texture). Between two keyframes ``a < b`` each residual pixel is split between *moves with the
    content* and *stays on the screen*, from what the two keyframes agree on: the residual of ``a``
@@ -289,7 +289,8 @@ def _upsample_state(state: np.ndarray, size: tuple[int, int], feather: float) ->
     if (sw, sh) == (w, h):
         return state[..., :2], np.ascontiguousarray(conf)
     disp = state[..., :2] * np.array([w / sw, h / sh], np.float32)
-    return cv2.resize(disp, size, interpolation=cv2.INTER_LINEAR), cv2.resize(conf, size, interpolation=cv2.INTER_LINEAR)
+    return (cv2.resize(disp, size, interpolation=cv2.INTER_LINEAR),
+            cv2.resize(conf, size, interpolation=cv2.INTER_LINEAR))
 
 
 def _channels(weight: np.ndarray) -> np.ndarray:
@@ -655,7 +656,8 @@ def _blend(frame, t, key_a: _Key, key_b: _Key, state_a, state_b, size, feather) 
     if t == b:
         return key_b.edit.copy()
     pos = (t - a) / (b - a)
-    (disp_a, conf_a), (disp_b, conf_b) = _upsample_state(state_a, size, feather), _upsample_state(state_b, size, feather)
+    disp_a, conf_a = _upsample_state(state_a, size, feather)
+    disp_b, conf_b = _upsample_state(state_b, size, feather)
     w_a = (1.0 - pos) * (conf_a + _FLOOR)
     w_b = pos * (conf_b + _FLOOR)
     total = w_a + w_b
