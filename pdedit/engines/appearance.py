@@ -371,11 +371,14 @@ class DetailMap:
     """What an edit adds as a function of local structure: a table from ``detail_features`` to the remainder."""
 
     table: ColourMap
-    explained: float  # the share of the held-out remainder's energy it predicted when it was chosen
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         """The predicted remainder of a uint8 frame, float32 (H, W, 3)."""
-        out = self.table(detail_features(frame)).astype(np.float32)
+        return self.lookup(detail_features(frame))
+
+    def lookup(self, features: np.ndarray) -> np.ndarray:
+        """The predicted remainder of pixels whose ``detail_features`` are given, float32."""
+        out = self.table(features).astype(np.float32)
         out -= _DETAIL_ZERO
         return out
 
@@ -410,19 +413,18 @@ def fit_detail_map(
     tests = [[(left, right), (right, left)]]
     if len(data) > 1:
         tests.append([([q for j, q in enumerate(data) if j != i], [p]) for i, p in enumerate(data)])
-    scores = []
     for folds in tests:
-        scores.append([])
+        scores = []
         for train, test in folds:
             features, rest = np.hstack([f for f, _ in test]), np.hstack([r for _, r in test])
             energy = float(np.mean(rest**2))
             if energy < 1.0:  # nothing left to explain (under a level)
                 return None
-            predicted = _detail_table(train, grid)(features).astype(np.float32) - _DETAIL_ZERO
-            scores[-1].append(1.0 - float(np.mean((rest - predicted) ** 2)) / energy)
-        if max(scores[-1]) < accept or np.mean(scores[-1]) <= 0.0:
+            predicted = DetailMap(_detail_table(train, grid)).lookup(features)
+            scores.append(1.0 - float(np.mean((rest - predicted) ** 2)) / energy)
+        if max(scores) < accept or np.mean(scores) <= 0.0:
             return None
-    return DetailMap(_detail_table(data, grid), float(np.mean(scores)))
+    return DetailMap(_detail_table(data, grid))
 
 
 # ---------------------------------------------------------------- 4. all three, applied to frames

@@ -435,13 +435,15 @@ def _fit_detail(keys: list[_Key], config: PropagateConfig) -> DetailMap | None:
     if not config.detail:
         return None
     screen = keys[0].appearance.screen
-    if len(keys) == 1 or keys[0].colours is IDENTITY:
+    if len(keys) == 1 or keys[0].colours is IDENTITY:  # the keys' own model is that one: their residuals
         colours = keys[0].colours
+        rests = [k.residual for k in keys]
     else:
         colours = fit_colour_map(np.hstack([k.source for k in keys]), np.hstack([k.edit for k in keys]),
                                  grid=config.lut_grid)
-    base = Appearance(colours, screen, (keys[0].source.shape[1], keys[0].source.shape[0]))
-    detail = fit_detail_map([(k.source, residual(k.edit, base(k.source))) for k in keys], grid=config.lut_grid)
+        base = Appearance(colours, screen, (keys[0].source.shape[1], keys[0].source.shape[0]))
+        rests = [residual(k.edit, base(k.source)) for k in keys]
+    detail = fit_detail_map([(k.source, rest) for k, rest in zip(keys, rests)], grid=config.lut_grid)
     if detail is not None:
         for k in keys:
             k.use(screen, colours, detail)
